@@ -1,0 +1,40 @@
+"""casegate settings: the typed shape of every setting, and loading them from TOML plus `CASEGATE_*`.
+
+`load_settings(path)` is the only entry point; it raises `ConfigError` whose lines each name the
+offending key and the reason, so the daemon can print them and exit 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from config.loader import ConfigError, load_settings
+from config.settings import (
+    AssignmentEntry,
+    BlobSettings,
+    BusSettings,
+    HttpSettings,
+    KafkaSettings,
+    LocalBusSettings,
+    RoutingAddress,
+    RulesSettings,
+    Settings,
+    SmtpSettings,
+    StoreSettings,
+    WorkerSettings,
+)
+
+__all__ = [
+    "AssignmentEntry",
+    "BlobSettings",
+    "BusSettings",
+    "ConfigError",
+    "HttpSettings",
+    "KafkaSettings",
+    "LocalBusSettings",
+    "RoutingAddress",
+    "RulesSettings",
+    "Settings",
+    "SmtpSettings",
+    "StoreSettings",
+    "WorkerSettings",
+    "load_settings",
+]

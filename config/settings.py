@@ -1,0 +1,235 @@
+"""The shape of every casegate setting: one typed declaration each, with its default and meaning.
+
+Every section maps to a TOML table of the same name; every key can be overridden by an environment
+variable `CASEGATE_<SECTION>__<KEY>` (e.g. `CASEGATE_STORE__URL`). Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+OwnerRef = Annotated[str, Field(pattern=r"^(queue|user):\S.*$")]
+"""An owner is `queue:<Queue name>` or `user:<user email>`."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Section):
+    url: str = ""
+    """SQLAlchemy async URL. Empty = SQLite file `<data_dir>/cases.db` (migrated automatically)."""
+    pool_size: int = Field(default=5, ge=1, le=100)
+    sqlite_busy_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a SQLite writer waits for the write lock before failing."""
+    auto_migrate: bool | None = None
+    """Run migrations at start. Default: yes for SQLite, never implicitly for PostgreSQL."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite+aiosqlite://, postgresql+asyncpg:// or postgresql+psycopg://")
+        return v
+
+
+class LocalBusSettings(_Section):
+    path: str = ""
+    """The embedded bus log (SQLite). Empty = `<data_dir>/bus.db`."""
+    fsync: bool = False
+    """True: every group commit is flushed to disk (survives power loss). False: survives kill -9."""
+    busy_timeout: float = Field(default=5.0, gt=0)
+    max_batch: int = Field(default=512, ge=1)
+    """How many publishes one group commit may carry."""
+    poll_interval: float = Field(default=0.2, gt=0)
+    """How often a consumer in another process looks for new records."""
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "casegate"
+    group_id: str = "casegate-worker"
+    enable_idempotence: bool = False
+    """Idempotent producer. Keep on for Apache Kafka; off for brokers that reject it (tansu)."""
+    request_timeout_ms: int = Field(default=5000, ge=100)
+    session_timeout_ms: int = Field(default=10000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3000, ge=100)
+    max_request_size: int = Field(default=1048576, ge=1024)
+    linger_ms: int = Field(default=0, ge=0)
+    max_batch_size: int = Field(default=262144, ge=1024)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+
+
+class BusSettings(_Section):
+    driver: Literal["local", "kafka"] = "local"
+    topic: str = "casegate.in"
+    dead_letter_topic: str = "casegate.dead"
+    local: LocalBusSettings = LocalBusSettings()
+    kafka: KafkaSettings = KafkaSettings()
+
+
+class BlobSettings(_Section):
+    path: str = ""
+    """Directory of the content-addressed blob store. Empty = `<data_dir>/blobs`."""
+    fsync: bool = False
+
+
+class SmtpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)
+    hostname: str = "casegate.localhost"
+    """Name the server greets with."""
+    max_message_size: int = Field(default=26214400, ge=1024)
+    """Bytes; larger messages are refused with 552."""
+    tls_cert: str = ""
+    tls_key: str = ""
+    """PEM files; when both are set STARTTLS is offered."""
+    max_recipients: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SmtpSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be set together")
+        for p in (self.tls_cert, self.tls_key):
+            if p and not Path(p).is_file():
+                raise ValueError(f"TLS file not found: {p}")
+        return self
+
+
+class HttpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class RoutingAddress(_Section):
+    address: str
+    origin: str = "Email"
+    priority: str = "Medium"
+    type: str = ""
+    owner: OwnerRef | None = None
+    """Owner for new cases from this address (before assignment rules). Empty = assignment rules."""
+
+    @field_validator("address")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", v):
+            raise ValueError(f"not an email address: {v!r}")
+        return v.lower()
+
+
+class AssignmentEntry(_Section):
+    name: str
+    owner: OwnerRef
+    origin: str | None = None
+    recipient: str | None = None
+    subject_contains: list[str] = []
+    description_contains: list[str] = []
+    subject_regex: str | None = None
+    description_regex: str | None = None
+    priority: str | None = None
+    account: str | None = None
+    """Name of the contact's account."""
+
+    @field_validator("subject_regex", "description_regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"invalid regular expression: {e}") from None
+        return v
+
+
+class RulesSettings(_Section):
+    default_owner: OwnerRef = "queue:Support"
+    assignment: list[AssignmentEntry] = []
+    reopen_status: str = "Working"
+    """Status a closed case takes when the customer writes again."""
+
+
+class WorkerSettings(_Section):
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    """Records processed in one database transaction."""
+    poll_timeout: float = Field(default=0.2, gt=0)
+    retry_initial: float = Field(default=0.5, gt=0)
+    retry_max: float = Field(default=30.0, gt=0)
+    drain_timeout: float = Field(default=20.0, gt=0)
+    """Seconds to finish in-flight work on SIGTERM."""
+
+
+class ThreadingSettings(_Section):
+    secret: str = ""
+    """HMAC key for thread tokens. Empty = generated once into `<data_dir>/thread.key`."""
+
+
+class Settings(BaseSettings):
+    """All of casegate's settings. Built by `config.load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CASEGATE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: str = "casegate-data"
+    """Where the embedded default keeps its files (relative to the working directory)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    store: StoreSettings = StoreSettings()
+    bus: BusSettings = BusSettings()
+    blobs: BlobSettings = BlobSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    http: HttpSettings = HttpSettings()
+    routing: list[RoutingAddress] = [RoutingAddress(address="support@localhost")]
+    rules: RulesSettings = RulesSettings()
+    worker: WorkerSettings = WorkerSettings()
+    threading: ThreadingSettings = ThreadingSettings()
+
+    @field_validator("routing")
+    @classmethod
+    def _unique_addresses(cls, v: list[RoutingAddress]) -> list[RoutingAddress]:
+        seen = [r.address for r in v]
+        dupes = sorted({a for a in seen if seen.count(a) > 1})
+        if dupes:
+            raise ValueError(f"routing address listed twice: {', '.join(dupes)}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    # Resolved paths of the embedded default -------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite+aiosqlite:///{(self.data_path / 'cases.db').resolve()}"
+
+    @property
+    def bus_path(self) -> Path:
+        return Path(self.bus.local.path) if self.bus.local.path else self.data_path / "bus.db"
+
+    @property
+    def blob_path(self) -> Path:
+        return Path(self.blobs.path) if self.blobs.path else self.data_path / "blobs"
+
+    @property
+    def auto_migrate(self) -> bool:
+        if self.store.auto_migrate is not None:
+            return self.store.auto_migrate
+        return self.store_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""casegate ingestion: channels (SMTP, ...), the envelope, the blob store, the bus, the worker, the daemon."""

@@ -1,0 +1,205 @@
+"""The writes of one batch, gathered in memory and sent as a few multi-row statements at the end:
+contacts, cases (numbered in one counter update), email messages, attachments, thread references,
+feed entries and ledger rows. Used only inside the case service's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config import RoutingAddress
+from rules.lifecycle import DEFAULT_STATUS, StatusChange
+from store import lookups
+from store.case_matcher import thread_keys
+from store.ids import new_id
+from store.inbound import InboundMessage
+from store.lookups import CaseState, ContactRef
+from store.models import (
+    Attachment,
+    Case,
+    CaseFeed,
+    Contact,
+    Counter,
+    EmailMessage,
+    ProcessedMessage,
+    ThreadReference,
+)
+
+LIMITS = {"subject": 255, "description": 32000, "supplied": 80, "body": 131072, "headers": 32000,
+          "email_subject": 3000, "address": 4000, "feed": 255}
+ORIGIN_OF_CHANNEL = {"email": "Email", "web": "Web", "phone": "Phone", "api": "Web"}
+
+
+def _cut(value: str | None, limit: str) -> str | None:
+    return value[: LIMITS[limit]] if value is not None else None
+
+
+def email_key(address: str | None) -> str | None:
+    return address.strip().lower() if address and "@" in address else None
+
+
+class BatchWriter:
+    def __init__(self, session: AsyncSession, now: datetime):
+        self.s = session
+        self.now = now
+        self._contacts: list[dict[str, Any]] = []
+        self._cases: dict[str, dict[str, Any]] = {}
+        self._case_updates: dict[str, dict[str, Any]] = {}
+        self._emails: list[dict[str, Any]] = []
+        self._attachments: list[dict[str, Any]] = []
+        self._refs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._feed: list[dict[str, Any]] = []
+        self._ledger: list[dict[str, Any]] = []
+        self._contact_of: dict[str, ContactRef | None] = {}
+
+    # contacts -----------------------------------------------------------------------------------
+    async def resolve_contacts(self, messages: Sequence[InboundMessage]) -> dict[str, ContactRef | None]:
+        """The Contact of each sender address, created when none exists; an address shared by several
+        contacts links none (the sender is kept in SuppliedEmail), as Salesforce does."""
+        keys = {k for m in messages if (k := email_key(m.sender_email))}
+        found = await lookups.contacts_by_email(self.s, keys) if keys else {}
+        for m in messages:
+            key = email_key(m.sender_email)
+            if key is None or key in self._contact_of:
+                continue
+            have = found.get(key, [])
+            if len(have) == 1:
+                self._contact_of[key] = have[0]
+            elif have:
+                self._contact_of[key] = None
+            else:
+                self._contact_of[key] = self._new_contact(m, key)
+        return self._contact_of
+
+    def contact_for(self, m: InboundMessage) -> ContactRef | None:
+        key = email_key(m.sender_email)
+        return self._contact_of.get(key) if key else None
+
+    def _new_contact(self, m: InboundMessage, key: str) -> ContactRef:
+        name = (m.sender_name or "").strip()
+        first, _, last = name.rpartition(" ") if " " in name else ("", "", name)
+        cid = new_id("Contact")
+        self._contacts.append({
+            "Id": cid, "FirstName": first[:40] or None, "LastName": (last or key.split("@")[0])[:80],
+            "Email": key[:80], "EmailKey": key, "Phone": m.sender_phone, "CreatedDate": self.now,
+        })
+        return ContactRef(cid, None, None)
+
+    # cases ----------------------------------------------------------------------------------------
+    def open_case(self, m: InboundMessage, route: RoutingAddress | None,
+                  contact: ContactRef | None) -> tuple[str, CaseState]:
+        case_id = new_id("Case")
+        origin = route.origin if route else ORIGIN_OF_CHANNEL.get(m.channel, m.channel.title())
+        self._cases[case_id] = {
+            "Id": case_id, "CaseNumber": None, "Subject": _cut(m.subject, "subject"),
+            "Description": _cut(m.text, "description"), "Status": DEFAULT_STATUS,
+            "Priority": route.priority if route else "Medium", "Type": (route.type or None) if route else None,
+            "Origin": origin, "IsClosed": False, "IsClosedOnCreate": False, "IsEscalated": False,
+            "IsStopped": False, "OwnerId": "", "ContactId": contact.id if contact else None,
+            "AccountId": contact.account_id if contact else None,
+            "SuppliedName": _cut(m.sender_name, "supplied"), "SuppliedEmail": _cut(m.sender_email, "supplied"),
+            "SuppliedPhone": m.sender_phone, "ConversationKey": m.conversation_key[:320],
+            "RoutingAddress": route.address if route else None,
+            "CreatedDate": self.now, "LastModifiedDate": self.now,
+        }
+        via = f" via {route.address}" if route else ""
+        self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}")
+        return case_id, CaseState(case_id, "", DEFAULT_STATUS, False, None)
+
+    def set_owner(self, case_id: str, owner_id: str, owner_ref: str, entry: str | None) -> None:
+        self._cases[case_id]["OwnerId"] = owner_id
+        why = f"assignment rule entry '{entry}' matched" if entry else "no assignment entry matched: default owner"
+        self.add_feed(case_id, "AssignmentRule", field="OwnerId", new=owner_ref, body=why)
+
+    def set_source(self, case_id: str, email_id: str) -> None:
+        self._cases[case_id]["SourceId"] = email_id
+
+    def change_status(self, state: CaseState, change: StatusChange, reason: str) -> None:
+        old = state.status
+        fields = self._case_updates.setdefault(state.id, {"Id": state.id})
+        fields.update(Status=change.status, IsClosed=change.is_closed, ClosedDate=change.closed_date)
+        state.status, state.is_closed, state.closed_date = change.status, change.is_closed, change.closed_date
+        self.add_feed(state.id, "TrackedChange", field="Status", old=old, new=change.status, body=reason)
+
+    # messages ------------------------------------------------------------------------------------
+    def add_message(self, case_id: str, m: InboundMessage, contact: ContactRef | None) -> str:
+        email_id = new_id("EmailMessage")
+        self._emails.append({
+            "Id": email_id, "ParentId": case_id, "Incoming": True, "Status": "0",
+            "FromAddress": m.sender_email, "FromName": m.sender_name,
+            "ToAddress": _cut(m.to_address, "address"), "CcAddress": _cut(m.cc_address, "address"),
+            "Subject": _cut(m.subject, "email_subject"), "TextBody": _cut(m.text, "body"),
+            "HtmlBody": _cut(m.html, "body"), "Headers": _cut(m.headers, "headers"),
+            "MessageIdentifier": m.message_id, "InReplyTo": next(iter(m.in_reply_to), None),
+            "References": " ".join(m.references) or None, "ClientThreadIdentifier": m.thread_index,
+            "MessageDate": m.message_date, "HasAttachment": bool(m.attachments), "IsBounced": False,
+            "RawSha256": m.raw_sha256, "CreatedDate": self.now,
+        })
+        for a in m.attachments:
+            self._attachments.append({
+                "Id": new_id("Attachment"), "ParentId": case_id, "EmailMessageId": email_id,
+                "Name": a.name[:255], "ContentType": a.content_type[:120], "BodyLength": a.size,
+                "Sha256": a.sha256, "ContentId": a.content_id, "IsInline": a.inline, "CreatedDate": self.now,
+            })
+        for key in thread_keys(m):
+            self._refs.setdefault((key, case_id), {"MessageKey": key[:765], "CaseId": case_id,
+                                                   "CreatedDate": self.now})
+        if case_id not in self._cases:
+            self._case_updates.setdefault(case_id, {"Id": case_id})["LastModifiedDate"] = self.now
+        self.add_feed(case_id, "EmailMessageEvent", body=_cut(f"Email from {m.sender_email}: {m.subject}", "feed"),
+                      related=email_id)
+        return email_id
+
+    def add_feed(self, case_id: str, kind: str, *, field: str | None = None, old: str | None = None,
+                 new: str | None = None, body: str | None = None, related: str | None = None) -> None:
+        self._feed.append({
+            "Id": new_id("CaseFeed"), "ParentId": case_id, "Type": kind, "Field": field,
+            "OldValue": _cut(old, "feed"), "NewValue": _cut(new, "feed"), "Body": body,
+            "RelatedRecordId": related, "Seq": len(self._feed), "CreatedDate": self.now,
+        })
+
+    def add_ledger(self, m: InboundMessage, outcome: str, rule: str | None, case_id: str | None) -> None:
+        self._ledger.append({
+            "Channel": m.channel, "ExternalId": m.external_id[:765], "EnvelopeId": m.envelope_id,
+            "Outcome": outcome, "Rule": rule, "CaseId": case_id,
+            "EmailMessageId": self._emails[-1]["Id"] if self._emails and case_id else None,
+            "ReceivedAt": m.received_at, "ProcessedAt": self.now,
+        })
+
+    # the writes ----------------------------------------------------------------------------------
+    async def flush(self) -> dict[str, str]:
+        """Write everything gathered; returns the CaseNumber given to each new case."""
+        numbers = await self._number_cases()
+        for model, rows in ((Contact, self._contacts), (Case, list(self._cases.values())),
+                            (EmailMessage, self._emails), (Attachment, self._attachments),
+                            (CaseFeed, self._feed), (ProcessedMessage, self._ledger)):
+            if rows:  # Core executemany: one statement for all rows, no ORM unit-of-work per row
+                await self.s.execute(insert(model.__table__), rows)
+        if self._refs:
+            await self.s.execute(self._insert_ignoring_duplicates(), list(self._refs.values()))
+        if self._case_updates:
+            await self.s.execute(update(Case), list(self._case_updates.values()))
+        return numbers
+
+    async def _number_cases(self) -> dict[str, str]:
+        if not self._cases:
+            return {}
+        n = len(self._cases)
+        last = (await self.s.execute(
+            update(Counter).where(Counter.Name == "CaseNumber").values(Value=Counter.Value + n)
+            .returning(Counter.Value)
+        )).scalar_one()
+        numbers = {}
+        for i, (case_id, row) in enumerate(self._cases.items()):
+            row["CaseNumber"] = numbers[case_id] = f"{last - n + 1 + i:08d}"
+        return numbers
+
+    def _insert_ignoring_duplicates(self) -> Any:
+        if self.s.get_bind().dialect.name == "postgresql":
+            return postgresql.insert(ThreadReference).on_conflict_do_nothing()
+        return sqlite.insert(ThreadReference).on_conflict_do_nothing()

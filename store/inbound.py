@@ -1,0 +1,58 @@
+"""What the case service is given for each inbound message: plain values, independent of the bus
+format, so the worker (from the bus) and the REST API (directly) hand over the same thing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboundAttachment:
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    channel: str
+    external_id: str
+    """Idempotency key within the channel (Message-ID, MessageSid, ...)."""
+    envelope_id: str
+    received_at: datetime
+    conversation_key: str
+    sender_email: str | None
+    sender_name: str | None = None
+    sender_phone: str | None = None
+    recipients: tuple[str, ...] = ()
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    message_id: str | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    thread_index: str | None = None
+    to_address: str | None = None
+    cc_address: str | None = None
+    headers: str | None = None
+    message_date: datetime | None = None
+    raw_sha256: str | None = None
+    attachments: tuple[InboundAttachment, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one inbound message."""
+
+    channel: str
+    external_id: str
+    outcome: str
+    """created, threaded or duplicate."""
+    case_id: str | None
+    case_number: str | None
+    rule: str | None
+    """Which threading rule placed it: token, in-reply-to, references, new."""

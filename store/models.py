@@ -1,0 +1,244 @@
+"""The case store's tables as SQLAlchemy 2.0 typed models, with Salesforce Service Cloud field names.
+
+Columns carry the Salesforce API names (CaseNumber, OwnerId, ...) so the JSON the CLI and API give out
+is the Salesforce shape; lengths follow `reference/salesforce-case.md`. Ids are 18-character strings
+with the Salesforce key prefix of their object (500 Case, 003 Contact, ...), made by `store.ids`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+def _id() -> Mapped[str]:
+    return mapped_column("Id", String(18), primary_key=True)
+
+
+class Account(Base):
+    __tablename__ = "account"
+    Id: Mapped[str] = _id()
+    Name: Mapped[str] = mapped_column(String(255))
+    Domain: Mapped[str | None] = mapped_column(String(255), index=True)
+    CreatedDate: Mapped[datetime]
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+    Id: Mapped[str] = _id()
+    AccountId: Mapped[str | None] = mapped_column(ForeignKey("account.Id"))
+    FirstName: Mapped[str | None] = mapped_column(String(40))
+    LastName: Mapped[str] = mapped_column(String(80))
+    Email: Mapped[str | None] = mapped_column(String(80))
+    EmailKey: Mapped[str | None] = mapped_column(String(320), index=True)
+    """The normalised (lower-case) address contacts are matched by."""
+    Phone: Mapped[str | None] = mapped_column(String(40))
+    MobilePhone: Mapped[str | None] = mapped_column(String(40))
+    CreatedDate: Mapped[datetime]
+
+
+class User(Base):
+    __tablename__ = "user"
+    Id: Mapped[str] = _id()
+    Name: Mapped[str] = mapped_column(String(121))
+    Email: Mapped[str] = mapped_column(String(128), unique=True)
+    IsActive: Mapped[bool] = mapped_column(Boolean, default=True)
+    CreatedDate: Mapped[datetime]
+
+
+class Queue(Base):
+    """A Salesforce queue (Group of Type Queue): a case owner that is a team, not a person."""
+
+    __tablename__ = "queue"
+    Id: Mapped[str] = _id()
+    Name: Mapped[str] = mapped_column(String(80), unique=True)
+    Email: Mapped[str | None] = mapped_column(String(80))
+    CreatedDate: Mapped[datetime]
+
+
+class Case(Base):
+    __tablename__ = "case"
+    __table_args__ = (Index("ix_case_Status_IsClosed", "IsClosed", "Status"),)
+    # identity
+    Id: Mapped[str] = _id()
+    CaseNumber: Mapped[str] = mapped_column(String(30), unique=True)
+    Subject: Mapped[str | None] = mapped_column(String(255))
+    Description: Mapped[str | None] = mapped_column(Text)
+    Type: Mapped[str | None] = mapped_column(String(40))
+    Reason: Mapped[str | None] = mapped_column(String(40))
+    Language: Mapped[str | None] = mapped_column(String(40))
+    # status and lifecycle
+    Status: Mapped[str] = mapped_column(String(40))
+    Priority: Mapped[str] = mapped_column(String(40))
+    IsClosed: Mapped[bool] = mapped_column(Boolean, default=False)
+    IsClosedOnCreate: Mapped[bool] = mapped_column(Boolean, default=False)
+    ClosedDate: Mapped[datetime | None]
+    IsEscalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # people
+    OwnerId: Mapped[str] = mapped_column(String(18), index=True)
+    """A User Id (005…) or a Queue Id (00G…)."""
+    ContactId: Mapped[str | None] = mapped_column(ForeignKey("contact.Id"), index=True)
+    AccountId: Mapped[str | None] = mapped_column(ForeignKey("account.Id"), index=True)
+    SuppliedName: Mapped[str | None] = mapped_column(String(80))
+    SuppliedEmail: Mapped[str | None] = mapped_column(String(80))
+    SuppliedPhone: Mapped[str | None] = mapped_column(String(40))
+    SuppliedCompany: Mapped[str | None] = mapped_column(String(80))
+    # source
+    Origin: Mapped[str | None] = mapped_column(String(40))
+    SourceId: Mapped[str | None] = mapped_column(String(18))
+    """The message the case was opened from (an EmailMessage Id for Email-to-Case)."""
+    ConversationKey: Mapped[str | None] = mapped_column(String(320), index=True)
+    RoutingAddress: Mapped[str | None] = mapped_column(String(320))
+    # SLA
+    EntitlementId: Mapped[str | None] = mapped_column(String(18))
+    BusinessHoursId: Mapped[str | None] = mapped_column(String(18))
+    SlaStartDate: Mapped[datetime | None]
+    SlaExitDate: Mapped[datetime | None]
+    IsStopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    StopStartDate: Mapped[datetime | None]
+    MilestoneStatus: Mapped[str | None] = mapped_column(String(40))
+    # outcomes and hierarchy
+    Comments: Mapped[str | None] = mapped_column(String(4000))
+    ParentId: Mapped[str | None] = mapped_column(ForeignKey("case.Id"), index=True)
+    MasterRecordId: Mapped[str | None] = mapped_column(String(18))
+    AssetId: Mapped[str | None] = mapped_column(String(18))
+    # audit
+    CreatedDate: Mapped[datetime] = mapped_column(index=True)
+    LastModifiedDate: Mapped[datetime]
+
+
+class EmailMessage(Base):
+    __tablename__ = "email_message"
+    Id: Mapped[str] = _id()
+    ParentId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
+    Incoming: Mapped[bool] = mapped_column(Boolean)
+    Status: Mapped[str] = mapped_column(String(1))
+    """0 New, 1 Read, 2 Replied, 3 Sent, 4 Forwarded, 5 Draft (Salesforce codes)."""
+    FromAddress: Mapped[str | None] = mapped_column(String(1000))
+    FromName: Mapped[str | None] = mapped_column(String(1000))
+    ToAddress: Mapped[str | None] = mapped_column(String(4000))
+    CcAddress: Mapped[str | None] = mapped_column(String(4000))
+    BccAddress: Mapped[str | None] = mapped_column(String(4000))
+    Subject: Mapped[str | None] = mapped_column(String(3000))
+    TextBody: Mapped[str | None] = mapped_column(Text)
+    HtmlBody: Mapped[str | None] = mapped_column(Text)
+    Headers: Mapped[str | None] = mapped_column(Text)
+    MessageIdentifier: Mapped[str | None] = mapped_column(String(765), index=True)
+    ThreadIdentifier: Mapped[str | None] = mapped_column(String(765))
+    ClientThreadIdentifier: Mapped[str | None] = mapped_column(String(765))
+    InReplyTo: Mapped[str | None] = mapped_column(String(765))
+    References: Mapped[str | None] = mapped_column(Text)
+    ReplyToEmailMessageId: Mapped[str | None] = mapped_column(String(18))
+    MessageDate: Mapped[datetime | None]
+    HasAttachment: Mapped[bool] = mapped_column(Boolean, default=False)
+    IsBounced: Mapped[bool] = mapped_column(Boolean, default=False)
+    RawSha256: Mapped[str | None] = mapped_column(String(64))
+    """The raw original in the blob store."""
+    CreatedDate: Mapped[datetime]
+
+
+class CaseComment(Base):
+    __tablename__ = "case_comment"
+    Id: Mapped[str] = _id()
+    ParentId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
+    CommentBody: Mapped[str] = mapped_column(String(4000))
+    IsPublished: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True = visible to the customer (public); False = internal."""
+    CreatedById: Mapped[str | None] = mapped_column(String(18))
+    CreatedDate: Mapped[datetime]
+
+
+class CaseFeed(Base):
+    """The case timeline: every message and every field change, in order."""
+
+    __tablename__ = "case_feed"
+    Id: Mapped[str] = _id()
+    ParentId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
+    Type: Mapped[str] = mapped_column(String(40))
+    """CaseCreated, EmailMessageEvent, TrackedChange, AssignmentRule, ThreadingRule, CaseCommentPost."""
+    Field: Mapped[str | None] = mapped_column(String(80))
+    OldValue: Mapped[str | None] = mapped_column(String(255))
+    NewValue: Mapped[str | None] = mapped_column(String(255))
+    Body: Mapped[str | None] = mapped_column(String(4000))
+    RelatedRecordId: Mapped[str | None] = mapped_column(String(18))
+    Seq: Mapped[int] = mapped_column(Integer, default=0)
+    """Order of entries written in the same instant."""
+    CreatedDate: Mapped[datetime] = mapped_column(index=True)
+
+
+class Attachment(Base):
+    __tablename__ = "attachment"
+    Id: Mapped[str] = _id()
+    ParentId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
+    EmailMessageId: Mapped[str | None] = mapped_column(ForeignKey("email_message.Id"))
+    Name: Mapped[str] = mapped_column(String(255))
+    ContentType: Mapped[str | None] = mapped_column(String(120))
+    BodyLength: Mapped[int] = mapped_column(Integer)
+    Sha256: Mapped[str] = mapped_column(String(64))
+    ContentId: Mapped[str | None] = mapped_column(String(255))
+    IsInline: Mapped[bool] = mapped_column(Boolean, default=False)
+    CreatedDate: Mapped[datetime]
+
+
+class ThreadReference(Base):
+    """A Message-ID known to belong to a case: its own messages' ids and every id they referenced
+    (so two replies to a message we never saw — a "ghost" parent — meet on the same case)."""
+
+    __tablename__ = "thread_reference"
+    __table_args__ = (UniqueConstraint("MessageKey", "CaseId"),)
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    MessageKey: Mapped[str] = mapped_column(String(765), index=True)
+    CaseId: Mapped[str] = mapped_column(ForeignKey("case.Id"))
+    CreatedDate: Mapped[datetime]
+
+
+class ProcessedMessage(Base):
+    """The ledger that makes processing idempotent: one row per (channel, external id) ever handled."""
+
+    __tablename__ = "processed_message"
+    Channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    ExternalId: Mapped[str] = mapped_column(String(765), primary_key=True)
+    EnvelopeId: Mapped[str] = mapped_column(String(36))
+    Outcome: Mapped[str] = mapped_column(String(20))
+    """created, threaded, duplicate, suppressed."""
+    Rule: Mapped[str | None] = mapped_column(String(40))
+    """Which threading rule placed it (token, in-reply-to, references, new)."""
+    CaseId: Mapped[str | None] = mapped_column(String(18), index=True)
+    EmailMessageId: Mapped[str | None] = mapped_column(String(18))
+    ReceivedAt: Mapped[datetime]
+    ProcessedAt: Mapped[datetime]
+
+
+class Counter(Base):
+    """Named sequences (the CaseNumber auto-number); incremented inside the writing transaction,
+    so a rolled-back transaction gives its numbers back and numbers have no gaps."""
+
+    __tablename__ = "counter"
+    Name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    Value: Mapped[int] = mapped_column(Integer)
