@@ -179,7 +179,7 @@ class BatchWriter:
                             (EmailMessage, self._emails), (Attachment, self._attachments),
                             (CaseFeed, self._feed), (ProcessedMessage, self._ledger)):
             if rows:  # Core executemany: one statement for all rows, no ORM unit-of-work per row
-                await self.s.execute(insert(model.__table__), rows)
+                await self.s.execute(insert(model.__table__), rows)  # type: ignore[arg-type]  # a Table
         if self._refs:
             await self.s.execute(self._insert_ignoring_duplicates(), list(self._refs.values()))
         if self._case_updates:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from config import RoutingAddress, RulesSettings
 from rules.assignment import CaseFacts, assign
@@ -70,9 +70,9 @@ class CaseService:
                     outcomes.append(self._place(m, matcher, writer))
                 numbers = await writer.flush()
             return [_numbered(o, numbers) for o in outcomes]
-        except IntegrityError as e:
-            raise PermanentStoreError(f"constraint violated: {e.orig}") from e
-        except (OperationalError, DBAPIError, OSError, ConnectionError) as e:
+        except (IntegrityError, DataError) as e:
+            raise PermanentStoreError(f"{type(e).__name__}: {e.orig}") from e
+        except (DBAPIError, OSError) as e:  # connection lost, locked, not migrated yet: retry later
             raise TemporaryStoreError(str(e)) from e
 
     def _place(self, m: InboundMessage, matcher: CaseMatcher, writer: BatchWriter) -> Outcome:
@@ -118,7 +118,7 @@ class CaseService:
 
 
 def _numbered(o: Outcome, numbers: Mapping[str, str]) -> Outcome:
-    if o.case_id not in numbers:
+    if o.case_id is None or o.case_id not in numbers:
         return o
     return Outcome(o.channel, o.external_id, o.outcome, o.case_id, numbers[o.case_id], o.rule)
 

@@ -31,8 +31,10 @@ async def _ensure(db: Database, refs: list[str]) -> dict[str, str]:
     users = [r.split(":", 1)[1].lower() for r in refs if r.startswith("user:")]
     now = datetime.now(UTC)
     async with db.session() as s, s.begin():
-        have_q = {n: i for n, i in (await s.execute(select(Queue.Name, Queue.Id).where(Queue.Name.in_(queues)))).tuples()}
-        have_u = {e: i for e, i in (await s.execute(select(User.Email, User.Id).where(User.Email.in_(users)))).tuples()}
+        q_rows = await s.execute(select(Queue.Name, Queue.Id).where(Queue.Name.in_(queues)))
+        u_rows = await s.execute(select(User.Email, User.Id).where(User.Email.in_(users)))
+        have_q = {n: i for n, i in q_rows.tuples()}
+        have_u = {e: i for e, i in u_rows.tuples()}
         for name in queues:
             if name not in have_q:
                 have_q[name] = new_id("Queue")

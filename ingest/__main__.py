@@ -1,0 +1,5 @@
+"""`python -m ingest` is the `casegate` command."""
+
+from ingest.cli import main
+
+main()

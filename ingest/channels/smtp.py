@@ -1,0 +1,155 @@
+"""The SMTP channel (aiosmtpd on the daemon's own event loop): mail servers hand mail over here.
+
+Accepts only the configured routing addresses (550 5.1.1 otherwise: never an open relay), refuses
+oversize mail (552), answers 250 only once the raw message is in the blob store and the envelope on
+the bus, 451 4.3.0 when either failed (the sending MTA keeps the mail and retries), 421 while
+shutting down. STARTTLS is offered when a certificate is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections.abc import Collection
+
+import structlog
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from config import SmtpSettings
+from ingest.blobs import BlobStoreError
+from ingest.bus import BusUnavailable
+from ingest.envelope import AttachmentRef, Envelope, Sender
+from ingest.mime import ParsedMail, parse_mail
+from ingest.publisher import Publisher
+
+log = structlog.get_logger("casegate.smtp")
+
+REFUSED_RCPT = "550 5.1.1 Recipient address rejected: not a support address of this server"
+TEMPFAIL = "451 4.3.0 Temporary ingestion failure, try again later"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+_PARSE_IN_THREAD = 1024 * 1024
+
+
+def mail_to_envelope(raw_sha: str, mail_from: str, recipients: tuple[str, ...],
+                     attachments: tuple[AttachmentRef, ...], parsed: ParsedMail) -> Envelope:
+    sender_email = parsed.from_email or (mail_from.lower() if "@" in mail_from else None)
+    return Envelope(
+        channel="email",
+        external_id=parsed.message_id or f"sha256:{raw_sha}",
+        conversation_key=sender_email or f"sha256:{raw_sha}",
+        sender=Sender(name=parsed.from_name, email=sender_email),
+        recipients=recipients, subject=parsed.subject, text=parsed.text, html=parsed.html,
+        headers={**parsed.headers, "To": ", ".join(parsed.to), "Cc": ", ".join(parsed.cc),
+                 **({"Date": parsed.date.isoformat()} if parsed.date else {})},
+        attachments=attachments, raw_sha256=raw_sha,
+        meta={"mail_from": mail_from[:320], "raw_headers": parsed.headers_text,
+              **({"defects": "; ".join(parsed.defects)[:500]} if parsed.defects else {})},
+    )
+
+
+class SmtpHandler:
+    """aiosmtpd handler: RCPT decides routing, DATA does the durable hand-off."""
+
+    def __init__(self, publisher: Publisher, routing: Collection[str], settings: SmtpSettings):
+        self.publisher = publisher
+        self.routing = {a.lower() for a in routing}
+        self.settings = settings
+        self.closing = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: SmtpEnvelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
+                          mail_options: list[str]) -> str:
+        if self.closing:
+            return SHUTTING_DOWN
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.closing:
+            return SHUTTING_DOWN
+        if address.lower() not in self.routing:
+            log.info("smtp.rcpt_refused", channel="email", peer=str(session.peer))
+            return REFUSED_RCPT
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        if address.lower() not in (r.lower() for r in envelope.rcpt_tos):
+            envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        if self.closing:
+            return SHUTTING_DOWN
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._hand_off(envelope)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def _hand_off(self, smtp_envelope: SmtpEnvelope) -> str:
+        raw = smtp_envelope.original_content or b""
+        if len(raw) > _PARSE_IN_THREAD:
+            parsed = await asyncio.to_thread(parse_mail, raw)
+        else:
+            parsed = parse_mail(raw)
+        try:
+            blobs = self.publisher.blobs
+            raw_sha = await blobs.put(raw)
+            attachments = []
+            for part in parsed.parts:
+                sha = await blobs.put(part.data)
+                attachments.append(AttachmentRef(name=part.name, content_type=part.content_type,
+                                                 size=len(part.data), sha256=sha, content_id=part.content_id,
+                                                 inline=part.inline))
+            env = mail_to_envelope(raw_sha, smtp_envelope.mail_from or "",
+                                   tuple(a.lower() for a in smtp_envelope.rcpt_tos), tuple(attachments), parsed)
+            await self.publisher.publish(env)
+        except (BusUnavailable, BlobStoreError) as e:
+            log.warning("smtp.tempfail", channel="email", reason=str(e),
+                        raw_sha256=hashlib.sha256(raw).hexdigest()[:16])
+            return TEMPFAIL
+        log.info("smtp.accepted", channel="email", external_id=env.external_id, envelope_id=env.id,
+                 size=len(raw))
+        return f"250 2.0.0 OK queued as {env.id}"
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new mail (421) and wait for hand-offs already under way."""
+        self.closing = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("smtp.drain_timeout", in_flight=self.in_flight)
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return ctx
+
+
+async def start_smtp(handler: SmtpHandler, settings: SmtpSettings) -> asyncio.Server:
+    """Listen on the daemon's own loop; returns the server (its sockets tell the bound port)."""
+    ctx = tls_context(settings)
+    loop = asyncio.get_running_loop()
+
+    def factory() -> SMTP:
+        return SMTP(handler, data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
+                    decode_data=False, hostname=settings.hostname, ident="casegate ESMTP",
+                    tls_context=ctx, require_starttls=False, loop=loop)
+
+    return await loop.create_server(factory, host=settings.host, port=settings.port)

@@ -1,0 +1,132 @@
+"""The `casegate` command: run the daemon, migrate the store, look at cases and dead letters.
+
+Bad settings print every offending key and the reason and exit 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from config import ConfigError, Settings, load_settings
+from ingest.daemon import ROLES, Daemon, StartupError, open_store
+from ingest.dead_letters import list_dead_letters, replay_dead_letters
+from ingest.log_setup import configure_logging
+from store.case_queries import list_cases, show_case
+from store.errors import CaseNotFound
+from store.migrate import upgrade
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", metavar="FILE", help="TOML settings file (default: $CASEGATE_CONFIG)")
+    p = argparse.ArgumentParser(prog="casegate", description="Every way a customer reaches support, as cases.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common], help="run the daemon")
+    run.add_argument("--role", choices=ROLES, default="all", help="which part to run (default: all)")
+    db = sub.add_parser("db", help="case store schema").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", parents=[common], help="migrate the case store to the current schema")
+    cases = sub.add_parser("cases", help="look at cases").add_subparsers(dest="action", required=True)
+    ls = cases.add_parser("list", parents=[common], help="list cases")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--limit", type=int, default=1000)
+    show = cases.add_parser("show", parents=[common], help="one case with its messages and timeline")
+    show.add_argument("case_number", metavar="CASENUMBER")
+    show.add_argument("--json", action="store_true")
+    dlq = sub.add_parser("dlq", help="dead-lettered messages").add_subparsers(dest="action", required=True)
+    dl = dlq.add_parser("list", parents=[common], help="dead letters not yet replayed")
+    dl.add_argument("--json", action="store_true")
+    dlq.add_parser("replay", parents=[common], help="put dead letters back on the inbound topic")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as e:
+        print(f"casegate: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    configure_logging(settings.log_level, json=args.command == "run")
+    try:
+        sys.exit(asyncio.run(_dispatch(args, settings)) or 0)
+    except StartupError as e:
+        print(f"casegate: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE if args.command == "run" else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "run":
+        await Daemon(settings, args.role).serve()
+        return 0
+    if args.command == "db":
+        await asyncio.to_thread(upgrade, settings.store_url)
+        print(f"case store migrated: {settings.store_url.split('@')[-1]}")
+        return 0
+    if args.command == "dlq":
+        return await (_dlq_list(settings, args.json) if args.action == "list" else _dlq_replay(settings))
+    db = await open_store(settings, migrate=False)
+    try:
+        if args.action == "list":
+            _print_cases(await list_cases(db, limit=args.limit), args.json)
+            return 0
+        try:
+            case = await show_case(db, args.case_number)
+        except CaseNotFound as e:
+            print(f"casegate: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(case, indent=2, ensure_ascii=False) if args.json else _case_text(case))
+        return 0
+    finally:
+        await db.dispose()
+
+
+def _print_cases(cases: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(cases, indent=2, ensure_ascii=False))
+        return
+    cols = [("CaseNumber", 10), ("Status", 9), ("Priority", 8), ("Origin", 7), ("OwnerName", 16),
+            ("ContactEmail", 28), ("Subject", 48)]
+    print("  ".join(name.ljust(width) for name, width in cols))
+    for c in cases:
+        print("  ".join(str(c.get(name) or "")[:width].ljust(width) for name, width in cols))
+    print(f"({len(cases)} case{'s' if len(cases) != 1 else ''})")
+
+
+def _case_text(case: dict[str, Any]) -> str:
+    fields = ["CaseNumber", "Subject", "Status", "Priority", "Origin", "OwnerId", "ContactId", "SuppliedEmail",
+              "ParentId", "IsClosed", "ClosedDate", "CreatedDate"]
+    lines = [f"{f:>14}: {case.get(f)}" for f in fields]
+    lines.append(f"\nMessages ({len(case['EmailMessages'])}):")
+    for m in case["EmailMessages"]:
+        lines.append(f"  {m['CreatedDate']}  {m['FromAddress']}  {m['MessageIdentifier']}  {m['Subject']}")
+    lines.append("\nTimeline:")
+    for f in case["Feed"]:
+        change = f" {f['Field']}: {f['OldValue']} -> {f['NewValue']}" if f["Field"] else ""
+        lines.append(f"  {f['CreatedDate']}  {f['Type']}{change}  {f['Body'] or ''}")
+    return "\n".join(lines)
+
+
+async def _dlq_list(settings: Settings, as_json: bool) -> int:
+    letters = await list_dead_letters(settings)
+    if as_json:
+        print(json.dumps(letters, indent=2, ensure_ascii=False))
+    else:
+        for d in letters:
+            print(f"{d['offset']:>8}  {d['failed_at'] or '':32}  {d['external_id'] or '':40}  {d['error']}")
+        print(f"({len(letters)} dead letter{'s' if len(letters) != 1 else ''} waiting)")
+    return 0
+
+
+async def _dlq_replay(settings: Settings) -> int:
+    n = await replay_dead_letters(settings)
+    print(f"replayed {n} dead letter{'s' if n != 1 else ''} onto {settings.bus.topic}")
+    return 0

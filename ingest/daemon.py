@@ -1,0 +1,184 @@
+"""The daemon: builds the parts a process's roles need from the settings, runs them on one event
+loop, and stops them in order on SIGTERM — stop accepting (421), finish the hand-offs under way,
+let the worker finish and commit its batch, close the bus and the store, exit 0.
+
+Roles: `ingest` (channels → bus), `worker` (bus → case store); `all` runs both (the embedded default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+
+import structlog
+from aiohttp import web
+
+from config import Settings
+from ingest.blobs import BlobStore
+from ingest.bus import Bus, open_bus
+from ingest.channels.smtp import SmtpHandler, start_smtp
+from ingest.health import Check, health_app
+from ingest.publisher import Publisher
+from ingest.worker import Worker
+from store.case_service import CasePolicy, CaseService
+from store.database import Database
+from store.migrate import current_revision, head_revision, upgrade
+from store.owners import ensure_owners
+
+log = structlog.get_logger("casegate.daemon")
+ROLES = ("all", "ingest", "worker")
+
+
+class StartupError(Exception):
+    """The daemon cannot start with these settings; the message says what to do."""
+
+
+def thread_secret(settings: Settings) -> bytes:
+    """The HMAC key of thread tokens: configured, or made once and kept in the data directory."""
+    if settings.threading.secret:
+        return settings.threading.secret.encode()
+    path = settings.data_path / "thread.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+async def open_store(settings: Settings, *, migrate: bool | None = None) -> Database:
+    """The case store, migrated if the settings say so, else checked to be at the current schema."""
+    db = Database(settings.store_url, pool_size=settings.store.pool_size,
+                  busy_timeout=settings.store.sqlite_busy_timeout)
+    try:
+        if settings.auto_migrate if migrate is None else migrate:
+            await asyncio.to_thread(upgrade, settings.store_url)
+        async with db.engine.connect() as conn:
+            have = await conn.run_sync(lambda c: current_revision(c))
+    except StartupError:
+        raise
+    except Exception as e:
+        await db.dispose()
+        raise StartupError(f"case store {db.engine.url.render_as_string()} unusable: {type(e).__name__}: {e}") from e
+    if have != head_revision():
+        await db.dispose()
+        raise StartupError(f"case store is at schema revision {have}, this casegate needs {head_revision()}: "
+                           "run `casegate db upgrade` (PostgreSQL is never migrated implicitly)")
+    return db
+
+
+def owner_refs(settings: Settings) -> set[str]:
+    refs = {settings.rules.default_owner, *(e.owner for e in settings.rules.assignment)}
+    return refs | {r.owner for r in settings.routing if r.owner}
+
+
+class Daemon:
+    def __init__(self, settings: Settings, role: str = "all"):
+        if role not in ROLES:
+            raise StartupError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+        self.settings = settings
+        self.ingest = role in ("all", "ingest")
+        self.work = role in ("all", "worker")
+        self.bus: Bus = open_bus(settings)
+        self.blobs = BlobStore(settings.blob_path, fsync=settings.blobs.fsync)
+        self.db: Database | None = None
+        self.worker: Worker | None = None
+        self.smtp: SmtpHandler | None = None
+        self._smtp_server: asyncio.Server | None = None
+        self._http: web.AppRunner | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.smtp_port = 0
+        self.http_port = 0
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            self.blobs.ping()
+            if self.work:
+                self.db = await open_store(s)
+            await self.bus.start()
+        except StartupError:
+            await self._close_resources()
+            raise
+        except Exception as e:
+            await self._close_resources()
+            raise StartupError(f"cannot start: {type(e).__name__}: {e}") from e
+        checks: dict[str, Check] = {"bus": self.bus.ping}
+        if self.db is not None:
+            checks["store"] = self.db.ping
+        if self.work:
+            await self._start_worker()
+        if self.ingest and s.smtp.enabled:
+            publisher = Publisher(self.bus, self.blobs, s.bus.topic)
+            self.smtp = SmtpHandler(publisher, [r.address for r in s.routing], s.smtp)
+            self._smtp_server = await start_smtp(self.smtp, s.smtp)
+            self.smtp_port = self._smtp_server.sockets[0].getsockname()[1]
+        if s.http.enabled:
+            self._http = web.AppRunner(health_app(checks), access_log=None)
+            await self._http.setup()
+            site = web.TCPSite(self._http, s.http.host, s.http.port)
+            await site.start()
+            server = site._server
+            self.http_port = server.sockets[0].getsockname()[1] if isinstance(server, asyncio.Server) else 0
+        log.info("daemon.started", ingest=self.ingest, worker=self.work, smtp_port=self.smtp_port,
+                 http_port=self.http_port, bus=s.bus.driver, store=s.store_url.split(":", 1)[0])
+
+    async def _start_worker(self) -> None:
+        assert self.db is not None
+        s = self.settings
+        owners = await ensure_owners(self.db, owner_refs(s))
+        policy = CasePolicy({r.address: r for r in s.routing}, s.rules, owners, thread_secret(s))
+        consumer = self.bus.consumer(_group(s), s.bus.topic)
+        await consumer.start()
+        self.worker = Worker(self.bus, consumer, CaseService(self.db, policy), self.blobs, s.worker,
+                             s.bus.dead_letter_topic)
+        self._worker_task = asyncio.create_task(self.worker.run(self._stopping), name="worker")
+
+    async def stop(self) -> None:
+        """Stop accepting, drain, commit, close (in that order)."""
+        timeout = self.settings.worker.drain_timeout
+        if self.smtp is not None:
+            await self.smtp.drain(timeout)
+        if self._smtp_server is not None:
+            self._smtp_server.close()
+        self._stopping.set()
+        if self._worker_task is not None:
+            try:
+                await asyncio.wait_for(self._worker_task, timeout)
+            except TimeoutError:
+                log.warning("daemon.worker_drain_timeout")
+        if self.worker is not None:
+            with contextlib.suppress(Exception):
+                await self.worker.consumer.stop()
+        if self._http is not None:
+            await self._http.cleanup()
+        await self._close_resources()
+        log.info("daemon.stopped")
+
+    async def _close_resources(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.bus.stop()
+        if self.db is not None:
+            await self.db.dispose()
+
+    async def serve(self) -> None:
+        """Start, run until SIGTERM or SIGINT, stop cleanly."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, done.set)
+        watch: list[asyncio.Task[object]] = [asyncio.create_task(done.wait())]
+        if self._worker_task is not None:
+            watch.append(self._worker_task)
+        await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+        if self._worker_task is not None and self._worker_task.done() and not done.is_set():
+            log.error("daemon.worker_died", error=repr(self._worker_task.exception()))
+        await self.stop()
+
+
+def _group(settings: Settings) -> str:
+    return settings.bus.kafka.group_id if settings.bus.driver == "kafka" else "casegate-worker"
+

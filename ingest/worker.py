@@ -1,0 +1,161 @@
+"""The worker: consume a batch → decode → check claimed blobs → case service (one transaction,
+deduplicated by the ledger) → commit the database → commit the offset.
+
+A temporary failure (database down) retries the same batch with back-off and commits nothing. A
+permanent failure is narrowed to the message(s) that cause it, which go to the dead-letter topic
+with the error; the rest of the batch goes on. An offset is committed only after every record of
+the batch is either in the case store or in the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from config import WorkerSettings
+from ingest.blobs import BlobStore
+from ingest.bus import Bus, BusUnavailable, Consumer, Record
+from ingest.envelope import Envelope, EnvelopeError, decode
+from ingest.mime import message_ids
+from store.case_service import CaseService
+from store.errors import PermanentStoreError, TemporaryStoreError
+from store.inbound import InboundAttachment, InboundMessage, Outcome
+
+log = structlog.get_logger("casegate.worker")
+
+
+class PermanentMessageError(Exception):
+    """This record can never be processed as it is."""
+
+
+def to_inbound(env: Envelope) -> InboundMessage:
+    h = env.headers
+    date = h.get("Date")
+    return InboundMessage(
+        channel=env.channel, external_id=env.external_id, envelope_id=env.id, received_at=env.received_at,
+        conversation_key=env.conversation_key, sender_email=env.sender.email, sender_name=env.sender.name,
+        sender_phone=env.sender.phone, recipients=env.recipients, subject=env.subject, text=env.text,
+        html=env.html, message_id=next(iter(message_ids(h.get("Message-ID"))), None),
+        in_reply_to=tuple(message_ids(h.get("In-Reply-To"))), references=tuple(message_ids(h.get("References"))),
+        thread_index=h.get("Thread-Index"), to_address=h.get("To") or None, cc_address=h.get("Cc") or None,
+        headers=env.meta.get("raw_headers"), message_date=datetime.fromisoformat(date) if date else None,
+        raw_sha256=env.raw_sha256,
+        attachments=tuple(InboundAttachment(a.name, a.content_type, a.size, a.sha256, a.content_id, a.inline)
+                          for a in env.attachments),
+    )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: Record
+    error: str
+
+
+class Worker:
+    def __init__(self, bus: Bus, consumer: Consumer, service: CaseService, blobs: BlobStore,
+                 settings: WorkerSettings, dead_letter_topic: str):
+        self.bus = bus
+        self.consumer = consumer
+        self.service = service
+        self.blobs = blobs
+        self.settings = settings
+        self.dead_letter_topic = dead_letter_topic
+        self.processed = 0
+        self.dead_lettered = 0
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Consume until `stopping` is set; the batch in hand is finished and committed first."""
+        delay = self.settings.retry_initial
+        while not stopping.is_set():
+            try:
+                await self.run_once()
+                delay = self.settings.retry_initial
+            except (TemporaryStoreError, BusUnavailable) as e:
+                log.warning("worker.retry", reason=str(e)[:300], retry_in=round(delay, 2))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+                delay = min(delay * 2, self.settings.retry_max)
+
+    async def run_once(self) -> int:
+        """One poll, process and commit; returns how many records it handled."""
+        records = await self.consumer.poll(self.settings.batch_size, self.settings.poll_timeout)
+        if records:
+            await self.process(records)
+            await self.consumer.commit(records)
+        return len(records)
+
+    async def run_until_idle(self, idle_polls: int = 2) -> None:
+        """Process until the bus has nothing more (for tests and `dlq replay`)."""
+        quiet = 0
+        while quiet < idle_polls:
+            quiet = quiet + 1 if await self.run_once() == 0 else 0
+
+    async def process(self, records: Sequence[Record]) -> list[Outcome]:
+        """Put the records in the case store or the dead-letter topic; commits no offset."""
+        started = time.perf_counter()
+        good: list[tuple[Record, InboundMessage]] = []
+        dead: list[DeadLetter] = []
+        for r in records:
+            try:
+                good.append((r, self._prepare(r)))
+            except (EnvelopeError, PermanentMessageError) as e:
+                dead.append(DeadLetter(r, str(e)))
+        outcomes = await self._record(good, dead)
+        for d in dead:
+            await self._dead_letter(d)
+        self.processed += len(records)
+        if records:
+            log.debug("worker.batch", records=len(records), dead=len(dead),
+                      ms=round((time.perf_counter() - started) * 1000, 1))
+        return outcomes
+
+    def _prepare(self, r: Record) -> InboundMessage:
+        env = decode(r.value)
+        missing = [s for s in [env.raw_sha256, *(a.sha256 for a in env.attachments)] if s and not self.blobs.exists(s)]
+        if missing:
+            raise PermanentMessageError(f"claimed blob(s) missing from the blob store: {', '.join(missing)}")
+        try:
+            return to_inbound(env)
+        except ValueError as e:
+            raise PermanentMessageError(f"envelope field unusable: {e}") from e
+
+    async def _record(self, good: list[tuple[Record, InboundMessage]], dead: list[DeadLetter]) -> list[Outcome]:
+        if not good:
+            return []
+        try:
+            outcomes = await self.service.record_messages([m for _, m in good])
+            pairs = list(zip(good, outcomes, strict=True))
+        except TemporaryStoreError:
+            raise
+        except Exception as e:  # permanent or unforeseen: narrow it down to the message(s) causing it
+            log.warning("worker.batch_refused", records=len(good), error=str(e)[:300])
+            pairs = []
+            for item in good:
+                try:
+                    (o,) = await self.service.record_messages([item[1]])
+                    pairs.append((item, o))
+                except TemporaryStoreError:
+                    raise
+                except Exception as one:
+                    kind = "case store refused the message" if isinstance(one, PermanentStoreError) else "failed"
+                    dead.append(DeadLetter(item[0], f"{kind}: {type(one).__name__}: {one}"))
+        for (r, _), o in pairs:
+            log.info("worker.message", channel=o.channel, external_id=o.external_id, outcome=o.outcome,
+                     case_number=o.case_number, rule=o.rule, partition=r.partition, offset=r.offset)
+        return [o for _, o in pairs]
+
+    async def _dead_letter(self, d: DeadLetter) -> None:
+        r = d.record
+        headers = [*r.headers, ("error", d.error.encode()[:4000]), ("source-topic", r.topic.encode()),
+                   ("source-partition", str(r.partition).encode()), ("source-offset", str(r.offset).encode()),
+                   ("failed-at", datetime.now(UTC).isoformat().encode())]
+        await self.bus.publish(self.dead_letter_topic, r.key, r.value, headers=headers)
+        self.dead_lettered += 1
+        log.error("worker.dead_lettered", topic=r.topic, partition=r.partition, offset=r.offset,
+                  error=d.error[:500])
