@@ -33,8 +33,8 @@ async def _ensure(db: Database, refs: list[str]) -> dict[str, str]:
     async with db.session() as s, s.begin():
         q_rows = await s.execute(select(Queue.Name, Queue.Id).where(Queue.Name.in_(queues)))
         u_rows = await s.execute(select(User.Email, User.Id).where(User.Email.in_(users)))
-        have_q = {n: i for n, i in q_rows.tuples()}
-        have_u = {e: i for e, i in u_rows.tuples()}
+        have_q: dict[str, str] = {n: i for n, i in q_rows}
+        have_u: dict[str, str] = {e: i for e, i in u_rows}
         for name in queues:
             if name not in have_q:
                 have_q[name] = new_id("Queue")
