@@ -1,0 +1,191 @@
+"""Never lose a message: acknowledge only after a durable hand-off, exactly-once effect over
+redelivery, poison messages to the dead-letter topic (and back with `dlq replay`)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from config import Settings
+from ingest.blobs import BlobStore
+from ingest.bus import open_bus
+from ingest.daemon import open_store, owner_refs, thread_secret
+from ingest.dead_letters import list_dead_letters, replay_dead_letters
+from ingest.envelope import Envelope, Sender, encode
+from ingest.worker import Worker
+from store.case_service import CasePolicy, CaseService
+from store.database import Database
+from store.models import Case, EmailMessage, ProcessedMessage
+from store.owners import ensure_owners
+from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
+from tests.services import start_tansu
+
+
+async def _counts(db: Database) -> tuple[int, int, int]:
+    async with db.session() as s:
+        counts = [(await s.execute(select(func.count()).select_from(m))).scalar_one()
+                  for m in (Case, EmailMessage, ProcessedMessage)]
+    return counts[0], counts[1], counts[2]
+
+
+async def test_local_bus_failing_answers_451_and_stores_nothing_then_resend_makes_one_case(tmp_path: Path) -> None:
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path, bus={"local": {"busy_timeout": 0.3}}))
+    try:
+        holder = sqlite3.connect(p.settings.bus_path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another process holds the log's write lock: the bus cannot write
+        raw, _ = mail("during the outage")
+        code, text = await p.send(raw)
+        assert (code, text[:5]) == (451, "4.3.0")
+        holder.execute("ROLLBACK")
+        holder.close()
+        await asyncio.sleep(0.3)
+        assert p.daemon.db is not None
+        assert await _counts(p.daemon.db) == (0, 0, 0)
+        assert (await p.send(raw))[0] == 250  # the MTA retries once we recovered
+        await p.wait_for(lambda cs: len(cs) == 1)
+        await p.wait_idle()
+        assert await _counts(p.daemon.db) == (1, 1, 1)
+    finally:
+        await p.daemon.stop()
+
+
+async def test_kafka_down_answers_451_and_after_recovery_the_retry_makes_one_case(
+        tmp_path: Path, pg_db_url: str) -> None:
+    broker = start_tansu()
+    settings = settings_for("kafka-postgres", tmp_path, kafka=broker.bootstrap, pg=pg_db_url)
+    try:
+        p = await start_pipeline(settings)
+        try:
+            broker.kill()
+            raw, _ = mail("while kafka is down")
+            code, _ = await p.send(raw)
+            assert code == 451
+            assert p.daemon.db is not None
+            assert await _counts(p.daemon.db) == (0, 0, 0)
+        finally:
+            await p.daemon.stop()
+        broker = start_tansu(port=broker.port)  # a restarted tansu is a new, empty cluster
+        p = await start_pipeline(settings)
+        try:
+            assert (await p.send(raw))[0] == 250
+            await p.wait_for(lambda cs: len(cs) == 1)
+            await p.wait_idle()
+            assert p.daemon.db is not None
+            assert await _counts(p.daemon.db) == (1, 1, 1)
+        finally:
+            await p.daemon.stop()
+    finally:
+        broker.stop()
+
+
+async def test_blob_store_failing_answers_451(pipeline: Pipeline) -> None:
+    blobs = pipeline.settings.blob_path
+    shutil.rmtree(blobs, ignore_errors=True)
+    blobs.write_text("not a directory")  # the blob store cannot write
+    raw, _ = mail("no blob store")
+    assert (await pipeline.send(raw))[0] == 451
+    blobs.unlink()
+    assert (await pipeline.send(raw))[0] == 250
+    await pipeline.wait_for(lambda cs: len(cs) == 1)
+
+
+async def test_shutting_down_answers_421(pipeline: Pipeline) -> None:
+    assert pipeline.daemon.smtp is not None
+    await pipeline.daemon.smtp.drain(1)
+    raw, _ = mail("too late")
+    assert (await pipeline.send(raw))[0] == 421
+
+
+async def _worker(settings: Settings, db: Database) -> Worker:
+    bus = open_bus(settings)
+    await bus.start()
+    owners = await ensure_owners(db, owner_refs(settings))
+    policy = CasePolicy({r.address: r for r in settings.routing}, settings.rules, owners, thread_secret(settings))
+    consumer = bus.consumer("casegate-worker" if settings.bus.driver == "local" else settings.bus.kafka.group_id,
+                            settings.bus.topic)
+    await consumer.start()
+    return Worker(bus, consumer, CaseService(db, policy), BlobStore(settings.blob_path), settings.worker,
+                  settings.bus.dead_letter_topic)
+
+
+async def _close(w: Worker) -> None:
+    await w.consumer.stop()
+    await w.bus.stop()
+
+
+async def test_redelivery_after_a_crash_between_database_and_offset_commit_is_a_no_op(
+        deployment_settings: Callable[..., Settings]) -> None:
+    settings = deployment_settings()
+    ingest = await start_pipeline(settings, role="ingest")
+    db = await open_store(settings)
+    try:
+        for i in range(3):
+            assert (await ingest.send(mail(f"m{i}", sender=f"c{i}@example.org")[0]))[0] == 250
+        first = await _worker(settings, db)
+        records: list = []
+        for _ in range(100):
+            records += await first.consumer.poll(100, 0.2)
+            if len(records) == 3:
+                break
+        assert len(records) == 3
+        await first.process(records)  # database committed ...
+        await first.process(records)  # ... the same records again: still one effect
+        assert await _counts(db) == (3, 3, 3)
+        await _close(first)  # ... and the worker dies before committing the offset
+        second = await _worker(settings, db)
+        await second.run_until_idle(idle_polls=3 if settings.bus.driver == "local" else 8)
+        assert second.processed == 3  # redelivered
+        await _close(second)
+        assert await _counts(db) == (3, 3, 3)
+    finally:
+        await db.dispose()
+        await ingest.daemon.stop()
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_can(
+        deployment_settings: Callable[..., Settings]) -> None:
+    settings = deployment_settings()
+    ingest = await start_pipeline(settings, role="ingest")
+    db = await open_store(settings)
+    try:
+        bus = ingest.daemon.bus
+        raw_missing = b"From: late@example.org\r\nSubject: blob not there yet\r\n\r\nbody\r\n"
+        import hashlib
+
+        missing_sha = hashlib.sha256(raw_missing).hexdigest()
+        claim = Envelope(channel="email", external_id="<late@example.org>", conversation_key="late@example.org",
+                         sender=Sender(email="late@example.org"), subject="blob not there yet",
+                         raw_sha256=missing_sha)
+        await bus.publish(settings.bus.topic, b"late@example.org", encode(claim))
+        await bus.publish(settings.bus.topic, b"x", b'{"schema": 99, "id": "from-the-future"}')
+        assert (await ingest.send(mail("a good one")[0]))[0] == 250
+
+        w = await _worker(settings, db)
+        await w.run_until_idle(idle_polls=3 if settings.bus.driver == "local" else 8)
+        await _close(w)
+        assert w.dead_lettered == 2
+        assert await _counts(db) == (1, 1, 1)  # the good one went through; the line did not stop
+
+        letters = await list_dead_letters(settings)
+        errors = sorted(d["error"] for d in letters)
+        assert len(letters) == 2
+        assert "claimed blob(s) missing" in errors[0] and "unknown envelope schema 99" in errors[1]
+
+        await BlobStore(settings.blob_path).put(raw_missing)  # the operator restores the blob
+        assert await replay_dead_letters(settings) == 2
+        assert await list_dead_letters(settings) == []
+        w = await _worker(settings, db)
+        await w.run_until_idle(idle_polls=3 if settings.bus.driver == "local" else 8)
+        await _close(w)
+        assert await _counts(db) == (2, 2, 2)
+        assert w.dead_lettered == 1  # schema 99 still cannot be read: back in the dead-letter topic
+        assert [d["error"] for d in await list_dead_letters(settings)] == [errors[1]]
+    finally:
+        await db.dispose()
+        await ingest.daemon.stop()
+
