@@ -134,7 +134,15 @@ class Daemon:
         await consumer.start()
         self.worker = Worker(self.bus, consumer, CaseService(self.db, policy), self.blobs, s.worker,
                              s.bus.dead_letter_topic)
-        self._worker_task = asyncio.create_task(self.worker.run(self._stopping), name="worker")
+        self._worker_task = asyncio.create_task(self._run_worker(self.worker), name="worker")
+
+    async def _run_worker(self, worker: Worker) -> None:
+        # All roles in one process: on SIGTERM, finish what the channels already put on the bus
+        # (bounded by drain_timeout), so a stopped embedded daemon leaves nothing half-way.
+        await worker.run(self._stopping)
+        if self.ingest:
+            deadline = asyncio.get_running_loop().time() + self.settings.worker.drain_timeout / 2
+            await worker.run(self._stopping, drain_until=deadline)
 
     async def stop(self) -> None:
         """Stop accepting, drain, commit, close (in that order)."""

@@ -69,15 +69,21 @@ class Worker:
         self.processed = 0
         self.dead_lettered = 0
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Consume until `stopping` is set; the batch in hand is finished and committed first."""
+    async def run(self, stopping: asyncio.Event, *, drain_until: float | None = None) -> None:
+        """Consume until `stopping` is set; the batch in hand is finished and committed first. With
+        `drain_until` (a loop time), keep going after `stopping` until the topic is empty or that time."""
         delay = self.settings.retry_initial
-        while not stopping.is_set():
+        loop = asyncio.get_running_loop()
+        while not stopping.is_set() or (drain_until is not None and loop.time() < drain_until):
             try:
-                await self.run_once()
+                handled = await self.run_once()
                 delay = self.settings.retry_initial
+                if stopping.is_set() and handled == 0:
+                    return
             except (TemporaryStoreError, BusUnavailable) as e:
                 log.warning("worker.retry", reason=str(e)[:300], retry_in=round(delay, 2))
+                if stopping.is_set():
+                    return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), delay)
                 delay = min(delay * 2, self.settings.retry_max)
