@@ -145,5 +145,6 @@ def _bodies(msg: EmailMessage, out: ParsedMail) -> None:
 
 def _safe_name(name: str) -> str:
     """A file name with no path, control characters or leading dots."""
-    name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", name).strip().lstrip(".")
+    name = re.split(r"[/\\]", name)[-1]
+    name = re.sub(r"[\x00-\x1f\x7f]", "_", name).strip().lstrip(".")
     return name[:255] or "attachment"
