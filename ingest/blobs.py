@@ -62,8 +62,8 @@ class BlobStore:
         return self.path_of(sha256).is_file()
 
     def ping(self) -> None:
-        if not self.root.is_dir():
-            try:
-                self.root.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise BlobStoreError(f"blob directory {self.root} unusable: {e.strerror}") from e
+        """Raise BlobStoreError unless the blob directory exists (made if missing) and is writable."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BlobStoreError(f"blob directory {self.root} unusable: {e.strerror}") from e

@@ -105,7 +105,10 @@ class Daemon:
         except Exception as e:
             await self._close_resources()
             raise StartupError(f"cannot start: {type(e).__name__}: {e}") from e
-        checks: dict[str, Check] = {"bus": self.bus.ping}
+        async def blobs_ready() -> None:
+            self.blobs.ping()
+
+        checks: dict[str, Check] = {"bus": self.bus.ping, "blobs": blobs_ready}
         if self.db is not None:
             checks["store"] = self.db.ping
         if self.work:

@@ -25,7 +25,7 @@ def describe(r: Record) -> dict[str, Any]:
             "external_id": external_id, "size": len(r.value)}
 
 
-async def _drain(consumer: Consumer, quiet_polls: int = 2) -> list[Record]:
+async def _drain(consumer: Consumer, quiet_polls: int = 1) -> list[Record]:
     out: list[Record] = []
     quiet = 0
     while quiet < quiet_polls:

@@ -20,7 +20,7 @@ import structlog
 
 from config import WorkerSettings
 from ingest.blobs import BlobStore
-from ingest.bus import Bus, BusUnavailable, Consumer, Record
+from ingest.bus import Bus, BusError, Consumer, Record
 from ingest.envelope import Envelope, EnvelopeError, decode
 from ingest.mime import message_ids
 from store.case_service import CaseService
@@ -80,7 +80,7 @@ class Worker:
                 delay = self.settings.retry_initial
                 if stopping.is_set() and handled == 0:
                     return
-            except (TemporaryStoreError, BusUnavailable) as e:
+            except (TemporaryStoreError, BusError) as e:
                 log.warning("worker.retry", reason=str(e)[:300], retry_in=round(delay, 2))
                 if stopping.is_set():
                     return

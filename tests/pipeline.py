@@ -79,7 +79,7 @@ class Pipeline:
         try:
             if own:
                 await smtp.connect()
-            errors, reply = await smtp.sendmail(sender, [rcpt], raw)
+            _errors, reply = await smtp.sendmail(sender, [rcpt], raw)
             return 250, reply
         except aiosmtplib.SMTPRecipientsRefused as e:
             return e.recipients[0].code, e.recipients[0].message

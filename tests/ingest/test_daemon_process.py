@@ -121,7 +121,7 @@ def test_cli_shows_cases_with_salesforce_fields_messages_and_feed(proc: Proc) ->
         time.sleep(0.2)
     assert r.returncode == 0, r.stderr
     shown = json.loads(r.stdout)
-    assert [m["MessageIdentifier"] for m in shown["EmailMessages"]][0] == first
+    assert next(m["MessageIdentifier"] for m in shown["EmailMessages"]) == first
     assert len(shown["EmailMessages"]) == 2 and shown["Feed"]
     table = proc.cli("cases", "list")
     assert "00001000" in table.stdout and "Printer on fire" in table.stdout

@@ -33,7 +33,7 @@ async def test_new_mail_reply_second_reply_and_unrelated_mail(pipeline: Pipeline
     await pipeline.wait_idle()
     assert [c["Subject"] for c in await pipeline.cases()] == ["Printer on fire", "Invoice question"]
     shown = await pipeline.case("00001000")
-    assert [m["MessageIdentifier"] for m in shown["EmailMessages"]][0] == first_id
+    assert next(m["MessageIdentifier"] for m in shown["EmailMessages"]) == first_id
     assert len(shown["EmailMessages"]) == 3
     assert all(m["Incoming"] and m["ParentId"] == case["Id"] for m in shown["EmailMessages"])
     kinds = [f["Type"] for f in shown["Feed"]]

@@ -1,0 +1,266 @@
+"""The embedded bus driver: a durable append-only log in one SQLite file.
+
+This module owns the `local` driver's file format (tables `records` and `group_offsets`), its single
+database thread, the group-commit writer that turns many concurrent `publish()` calls into one
+transaction, and the consumers that read the log for a group. A committed SQLite transaction (WAL
+mode) survives kill -9; with `fsync = true` it also survives power loss. Other processes may publish
+into or consume from the same file; consumers in this process are woken at once by a local commit
+and otherwise look again every `poll_interval`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from config.settings import LocalBusSettings
+from ingest.bus.base import BusError, BusUnavailable, Record
+
+__all__ = ["LocalBus", "LocalConsumer"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    "offset" INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL DEFAULT '[]',
+    timestamp_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_topic_offset ON records (topic, "offset");
+CREATE TABLE IF NOT EXISTS group_offsets (
+    "group" TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY ("group", topic)
+);
+"""
+_INSERT = 'INSERT INTO records (topic, key, value, headers, timestamp_ms) VALUES (?, ?, ?, ?, ?)'
+_SELECT = ('SELECT "offset", topic, key, value, headers, timestamp_ms FROM records '
+           'WHERE topic = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?')
+_COMMIT_OFFSET = (
+    'INSERT INTO group_offsets ("group", topic, next_offset) VALUES (?, ?, ?) '
+    'ON CONFLICT ("group", topic) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)'
+)
+
+_Row = tuple[str, bytes, bytes, str, int]
+"""A record to insert: topic, key, value, encoded headers, timestamp."""
+
+
+def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> str:
+    return json.dumps([[k, base64.b64encode(v).decode("ascii")] for k, v in headers])
+
+
+def _to_record(row: tuple[int, str, bytes, bytes, str, int]) -> Record:
+    offset, topic, key, value, headers, ts = row
+    decoded = tuple((str(k), base64.b64decode(v)) for k, v in json.loads(headers))
+    return Record(topic=topic, partition=0, offset=offset, key=bytes(key), value=bytes(value),
+                  headers=decoded, timestamp_ms=ts)
+
+
+class LocalBus:
+    """The `local` bus: publishes are group-committed into `path`; see the module docstring."""
+
+    def __init__(self, path: Path, settings: LocalBusSettings) -> None:
+        self.path = Path(path)
+        self.settings = settings
+        self.commits = 0
+        """Write transactions the group-commit writer has committed (one per batch of publishes)."""
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._pending: deque[tuple[_Row, asyncio.Future[None]]] = deque()
+        self._wake = asyncio.Event()
+        self._new_data = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- the database thread -------------------------------------------------------------------
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` in the bus's database thread; SQLite errors become BusUnavailable."""
+        if self._executor is None or self._conn is None:
+            raise BusUnavailable("local bus is not running")
+        conn = self._conn
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+        except sqlite3.Error as e:
+            raise BusUnavailable(f"local bus {self.path}: {e}") from e
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self.settings.busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.settings.fsync else 'NORMAL'}")
+            conn.executescript(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], Any]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            body(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._writer is not None:
+            return
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casegate-localbus")
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(executor, self._open)
+        except sqlite3.Error as e:
+            executor.shutdown(wait=False)
+            raise BusUnavailable(f"local bus {self.path}: {e}") from e
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        self._executor, self._conn, self._closing = executor, conn, False
+        self._wake, self._new_data = asyncio.Event(), asyncio.Event()  # bound to this loop
+        self._writer = asyncio.create_task(self._write_loop(), name="casegate-localbus-writer")
+
+    async def stop(self) -> None:
+        """Write every publish already queued, then close the file."""
+        if self._writer is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await self._writer
+        finally:
+            self._writer = None
+            executor, conn = self._executor, self._conn
+            self._executor = self._conn = None
+            if executor is not None and conn is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+                executor.shutdown(wait=True)
+            self._signal_new_data()  # waiting consumers look again and find the bus closed
+
+    # -- publishing ----------------------------------------------------------------------------
+    async def publish(self, topic: str, key: bytes, value: bytes,
+                      headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        if self._writer is None or self._closing:
+            raise BusUnavailable("local bus is not running")
+        row: _Row = (topic, bytes(key), bytes(value), _encode_headers(headers), int(time.time() * 1000))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, fut))
+        self._wake.set()
+        await fut
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                if not self._pending:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                n = min(len(self._pending), self.settings.max_batch)
+                rows = [row for row, _ in itertools.islice(self._pending, n)]
+                try:
+                    await self._run(self._inserter(rows))
+                except Exception as e:  # the writer outlives any failure; the publishers get it
+                    # The cause (lock held elsewhere, disk full, ...) applies to everything queued:
+                    # fail all waiting publishes now rather than one busy_timeout per batch.
+                    self._fail_pending(str(e) if isinstance(e, BusError) else f"local bus: {e!r}")
+                    continue
+                self.commits += 1
+                for _ in range(n):
+                    _, fut = self._pending.popleft()
+                    if not fut.done():
+                        fut.set_result(None)
+                self._signal_new_data()
+        except asyncio.CancelledError:
+            self._fail_pending("local bus writer was cancelled")
+            raise
+
+    def _fail_pending(self, reason: str) -> None:
+        while self._pending:
+            _, fut = self._pending.popleft()
+            if not fut.done():
+                fut.set_exception(BusUnavailable(reason))
+
+    def _inserter(self, rows: list[_Row]) -> Callable[[sqlite3.Connection], None]:
+        return lambda conn: self._transaction(conn, lambda c: c.executemany(_INSERT, rows))
+
+    def _signal_new_data(self) -> None:
+        self._new_data.set()
+        self._new_data = asyncio.Event()
+
+    # -- reading -------------------------------------------------------------------------------
+    def consumer(self, group: str, topic: str) -> LocalConsumer:
+        return LocalConsumer(self, group, topic)
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def read(self, topic: str, from_offset: int = 0, limit: int = 1000) -> list[Record]:
+        """Up to `limit` records of `topic` with offset >= `from_offset`, in order (for inspection)."""
+        rows = await self._run(lambda c: c.execute(_SELECT, (topic, from_offset, limit)).fetchall())
+        return [_to_record(r) for r in rows]
+
+    async def _committed(self, group: str, topic: str) -> int:
+        row = await self._run(lambda c: c.execute(
+            'SELECT next_offset FROM group_offsets WHERE "group" = ? AND topic = ?', (group, topic)
+        ).fetchone())
+        return int(row[0]) if row else 0
+
+    async def _commit_offset(self, group: str, topic: str, next_offset: int) -> None:
+        await self._run(lambda c: self._transaction(
+            c, lambda c2: c2.execute(_COMMIT_OFFSET, (group, topic, next_offset))))
+
+
+class LocalConsumer:
+    """A consumer of one topic for one group on a `LocalBus` (its position lives in the same file)."""
+
+    def __init__(self, bus: LocalBus, group: str, topic: str) -> None:
+        self.bus = bus
+        self.group = group
+        self.topic = topic
+        self._position: int | None = None
+
+    async def start(self) -> None:
+        self._position = await self.bus._committed(self.group, self.topic)
+
+    async def stop(self) -> None:
+        self._position = None
+
+    async def poll(self, max_records: int, timeout: float) -> list[Record]:
+        if self._position is None:
+            raise BusError("consumer is not started")
+        deadline = time.monotonic() + timeout
+        while True:
+            woken = self.bus._new_data  # taken before reading, so a commit in between is not missed
+            records = await self.bus.read(self.topic, self._position, max(1, max_records))
+            if records:
+                self._position = records[-1].offset + 1
+                return records
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(remaining, self.bus.settings.poll_interval))
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        offsets = [r.offset for r in records if r.topic == self.topic]
+        if offsets:
+            await self.bus._commit_offset(self.group, self.topic, max(offsets) + 1)

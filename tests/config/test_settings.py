@@ -1,0 +1,330 @@
+"""Settings: the embedded defaults, the TOML file, `CASEGATE_*` overrides winning over the file, and
+errors that name the key and the reason (in the library and through the real `casegate` command)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "casegate.example.toml"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CASEGATE_* variable of the caller (CI sets some) leaks in; relative paths resolve in tmp_path."""
+    for name in list(os.environ):
+        if name.upper().startswith("CASEGATE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str, name: str = "casegate.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def problems_of(path: Path | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    return str(info.value)
+
+
+# -- defaults ---------------------------------------------------------------------------------------
+def test_defaults_are_the_embedded_deployment(tmp_path: Path) -> None:
+    s = load_settings()
+    assert s.data_dir == "casegate-data" and s.log_level == "info"
+    assert s.store.url == ""
+    assert s.store_url == f"sqlite+aiosqlite:///{(tmp_path / 'casegate-data' / 'cases.db').resolve()}"
+    assert s.auto_migrate is True
+    assert s.bus.driver == "local" and s.bus.topic == "casegate.in" and s.bus.dead_letter_topic == "casegate.dead"
+    assert s.bus_path == Path("casegate-data") / "bus.db"
+    assert s.blob_path == Path("casegate-data") / "blobs"
+    assert (s.smtp.enabled, s.smtp.host, s.smtp.port) == (True, "127.0.0.1", 2525)
+    assert (s.http.enabled, s.http.host, s.http.port) == (True, "127.0.0.1", 8080)
+    assert [r.address for r in s.routing] == ["support@localhost"]
+    assert (s.routing[0].origin, s.routing[0].priority, s.routing[0].owner) == ("Email", "Medium", None)
+    assert s.rules.default_owner == "queue:Support" and s.rules.assignment == [] and s.rules.reopen_status == "Working"
+    assert s.threading.secret == "" and s.worker.batch_size == 500
+
+
+def test_postgres_is_never_migrated_implicitly() -> None:
+    s = Settings(store={"url": "postgresql+asyncpg://u@h/db"})
+    assert s.auto_migrate is False
+    assert Settings(store={"url": "postgresql+asyncpg://u@h/db", "auto_migrate": True}).auto_migrate is True
+
+
+def test_the_example_file_loads_and_shows_the_defaults() -> None:
+    assert load_settings(EXAMPLE) == load_settings()
+
+
+# -- the file ---------------------------------------------------------------------------------------
+def test_values_come_from_the_toml_file(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+data_dir = "/srv/casegate"
+log_level = "debug"
+
+[store]
+url = "postgresql+asyncpg://casegate:secret@db.internal:5432/casegate"
+pool_size = 12
+
+[bus]
+driver = "kafka"
+
+[bus.kafka]
+bootstrap_servers = "kafka-1:9092,kafka-2:9092"
+client_id = "cg-test"
+
+[smtp]
+port = 2626
+
+[[routing]]
+address = "Support@Example.com"
+origin = "Web"
+priority = "High"
+owner = "queue:Tier 1"
+
+[[routing]]
+address = "billing@example.com"
+
+[rules]
+default_owner = "user:lead@example.com"
+reopen_status = "Escalated"
+
+[[rules.assignment]]
+name = "billing"
+subject_contains = ["invoice", "refund"]
+owner = "queue:Billing"
+""")
+    s = load_settings(path)
+    assert (s.data_dir, s.log_level) == ("/srv/casegate", "debug")
+    assert s.store_url == "postgresql+asyncpg://casegate:secret@db.internal:5432/casegate"
+    assert s.store.pool_size == 12 and s.auto_migrate is False
+    assert s.bus.driver == "kafka"
+    assert (s.bus.kafka.bootstrap_servers, s.bus.kafka.client_id) == ("kafka-1:9092,kafka-2:9092", "cg-test")
+    assert s.bus.kafka.group_id == "casegate-worker"  # untouched keys keep their default
+    assert s.smtp.port == 2626 and s.smtp.host == "127.0.0.1"
+    assert [(r.address, r.origin, r.priority, r.owner) for r in s.routing] == [
+        ("support@example.com", "Web", "High", "queue:Tier 1"),  # addresses are normalised to lower case
+        ("billing@example.com", "Email", "Medium", None),
+    ]
+    assert s.rules.default_owner == "user:lead@example.com" and s.rules.reopen_status == "Escalated"
+    assert [(e.name, e.subject_contains, e.owner) for e in s.rules.assignment] == [
+        ("billing", ["invoice", "refund"], "queue:Billing")]
+
+
+def test_casegate_config_variable_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "[http]\nport = 9999\n")
+    monkeypatch.setenv("CASEGATE_CONFIG", str(path))
+    assert load_settings().http.port == 9999
+
+
+# -- the environment --------------------------------------------------------------------------------
+def test_environment_overrides_win_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, """
+[store]
+url = "sqlite+aiosqlite:///from-file.db"
+
+[bus.kafka]
+bootstrap_servers = "file-host:9092"
+client_id = "from-file"
+
+[smtp]
+port = 2626
+""")
+    monkeypatch.setenv("CASEGATE_STORE__URL", "postgresql+asyncpg://env@db/env")
+    monkeypatch.setenv("CASEGATE_BUS__KAFKA__BOOTSTRAP_SERVERS", "env-1:9092,env-2:9092")
+    monkeypatch.setenv("CASEGATE_LOG_LEVEL", "error")
+    s = load_settings(path)
+    assert s.store.url == "postgresql+asyncpg://env@db/env"
+    assert s.bus.kafka.bootstrap_servers == "env-1:9092,env-2:9092"
+    assert s.log_level == "error"
+    # the rest of the file's sections survive a nested override
+    assert s.bus.kafka.client_id == "from-file"
+    assert s.smtp.port == 2626
+
+
+def test_environment_works_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASEGATE_SMTP__PORT", "2600")
+    monkeypatch.setenv("CASEGATE_BUS__DRIVER", "kafka")
+    s = load_settings()
+    assert s.smtp.port == 2600 and s.bus.driver == "kafka"
+
+
+def test_a_good_environment_value_replaces_a_bad_file_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[smtp]\nport = "abc"\n')
+    monkeypatch.setenv("CASEGATE_SMTP__PORT", "2600")
+    assert load_settings(path).smtp.port == 2600
+
+
+# -- errors name the key and the reason -------------------------------------------------------------
+def test_unknown_key_in_the_file(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, "[smtp]\nprot = 25\n"))
+    assert "smtp.prot: unknown key" in msg
+
+
+def test_unknown_top_level_key_and_section(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, 'colour = "blue"\n[smpt]\nport = 25\n'))
+    assert "colour: unknown key" in msg and "smpt: unknown key" in msg
+
+
+def test_bad_value_in_the_file(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, '[smtp]\nport = "abc"\n'))
+    assert "smtp.port: " in msg and "valid integer" in msg and "'abc'" in msg
+    assert "CASEGATE_SMTP__PORT" not in msg  # the value came from the file, not the environment
+
+
+def test_out_of_range_value_in_the_file(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, "[http]\nport = 70000\n"))
+    assert "http.port: " in msg and "65535" in msg
+
+
+def test_every_bad_key_is_reported_at_once(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, '[smtp]\nport = "abc"\nprot = 1\n[bus]\ndriver = "rabbit"\n'))
+    assert "smtp.port: " in msg and "smtp.prot: unknown key" in msg and "bus.driver: " in msg
+
+
+def test_bad_value_from_the_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASEGATE_SMTP__PORT", "abc")
+    msg = problems_of()
+    assert "smtp.port (from CASEGATE_SMTP__PORT): " in msg and "valid integer" in msg and "'abc'" in msg
+
+
+def test_bad_nested_value_from_the_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASEGATE_BUS__KAFKA__REQUEST_TIMEOUT_MS", "soon")
+    msg = problems_of()
+    assert "bus.kafka.request_timeout_ms (from CASEGATE_BUS__KAFKA__REQUEST_TIMEOUT_MS): " in msg
+
+
+def test_bad_store_url_names_the_key(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, '[store]\nurl = "mysql://x@y/z"\n'))
+    assert "store.url: " in msg and "sqlite+aiosqlite://" in msg
+
+
+def test_bad_regex_names_the_assignment_entry(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, """
+[[rules.assignment]]
+name = "broken"
+owner = "queue:Billing"
+subject_regex = "(unclosed"
+"""))
+    assert "rules.assignment[0].subject_regex: " in msg and "invalid regular expression" in msg
+
+
+def test_bad_regex_in_a_later_entry_names_its_index(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, """
+[[rules.assignment]]
+name = "fine"
+owner = "queue:Billing"
+
+[[rules.assignment]]
+name = "broken"
+owner = "queue:Billing"
+description_regex = "[a-"
+"""))
+    assert "rules.assignment[1].description_regex: " in msg and "rules.assignment[0]" not in msg
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[rules]\ndefault_owner = "Support"\n', "rules.default_owner"),
+        ('[[routing]]\naddress = "support@localhost"\nowner = "team:Support"\n', "routing[0].owner"),
+        ('[[rules.assignment]]\nname = "x"\nowner = "Billing"\n', "rules.assignment[0].owner"),
+        ('[[rules.assignment]]\nname = "x"\nowner = "queue:"\n', "rules.assignment[0].owner"),
+    ],
+)
+def test_owner_needs_the_queue_or_user_prefix(tmp_path: Path, toml: str, key: str) -> None:
+    msg = problems_of(write(tmp_path, toml))
+    assert f"{key}: " in msg and "pattern" in msg
+
+
+def test_assignment_entry_needs_a_name_and_an_owner(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, '[[rules.assignment]]\nsubject_contains = ["x"]\n'))
+    assert "rules.assignment[0].name: Field required" in msg and "rules.assignment[0].owner: Field required" in msg
+
+
+def test_duplicate_routing_address(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, """
+[[routing]]
+address = "Support@Example.com"
+
+[[routing]]
+address = "support@example.com"
+"""))
+    assert "routing: " in msg and "listed twice" in msg and "support@example.com" in msg
+
+
+def test_routing_address_must_be_an_email_address(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, '[[routing]]\naddress = "support"\n'))
+    assert "routing[0].address: " in msg and "not an email address" in msg
+
+
+def test_tls_cert_without_key(tmp_path: Path) -> None:
+    cert = write(tmp_path, "pem", "cert.pem")
+    msg = problems_of(write(tmp_path, f'[smtp]\ntls_cert = "{cert}"\n'))
+    assert "smtp: " in msg and "tls_cert and tls_key must be set together" in msg
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    path = write(tmp_path, "[smtp\nport = 25\n")
+    msg = problems_of(path)
+    assert f"config file {path} is not valid TOML" in msg
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    msg = problems_of(tmp_path / "nowhere.toml")
+    assert f"config file not found: {tmp_path / 'nowhere.toml'}" in msg
+
+
+def test_missing_file_named_by_casegate_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASEGATE_CONFIG", str(tmp_path / "gone.toml"))
+    assert "config file not found" in problems_of()
+
+
+def test_config_error_lists_its_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, "[smtp]\nprot = 25\n"))
+    assert info.value.problems == ["smtp.prot: unknown key"]
+    assert str(info.value) == "invalid configuration:\n  smtp.prot: unknown key"
+
+
+# -- the real command -------------------------------------------------------------------------------
+def run_casegate(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "casegate"
+    assert exe.is_file(), f"the casegate script is not installed next to {sys.executable}"
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("CASEGATE_")}
+    return subprocess.run([str(exe), *args], cwd=cwd, env={**base, **(env or {})}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_cli_bad_file_exits_2_naming_the_key(tmp_path: Path) -> None:
+    write(tmp_path, "[smtp]\nprot = 25\n", "bad.toml")
+    done = run_casegate(tmp_path, "run", "--config", "bad.toml")
+    assert done.returncode == 2, done.stderr
+    assert "smtp.prot" in done.stderr and "unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "casegate-data").exists()  # nothing was started
+
+
+def test_cli_bad_environment_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    done = run_casegate(tmp_path, "run", env={"CASEGATE_SMTP__PORT": "abc"})
+    assert done.returncode == 2, done.stderr
+    assert "smtp.port (from CASEGATE_SMTP__PORT)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("content", [None, "[smtp\n"])
+def test_cli_missing_or_broken_file_exits_2(tmp_path: Path, content: str | None) -> None:
+    if content is not None:
+        write(tmp_path, content, "bad.toml")
+    done = run_casegate(tmp_path, "run", "--config", "bad.toml")
+    assert done.returncode == 2, done.stderr
+    assert "bad.toml" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,64 @@
+"""SMTP channel details a real MTA relies on: EHLO capabilities, STARTTLS, pipelining, 8-bit mail,
+and the HTTP readiness that tells an orchestrator when the daemon can take traffic."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import aiohttp
+import aiosmtplib
+import trustme
+
+from tests.pipeline import mail, settings_for, start_pipeline
+
+
+async def test_starttls_pipelining_and_8bit_mail(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path, smtp={
+        "tls_cert": str(tmp_path / "server.pem"), "tls_key": str(tmp_path / "server.pem")}))
+    try:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=p.daemon.smtp_port, tls_context=ctx, start_tls=False)
+        await client.connect()
+        await client.ehlo()
+        for ext in ("starttls", "pipelining", "8bitmime", "size", "smtputf8"):
+            assert client.supports_extension(ext), ext
+        await client.starttls()
+        assert client.get_transport_info("sslcontext") is not None or client.is_connected
+        raw = "From: Zoë <zoe@example.org>\r\nTo: support@localhost\r\nSubject: Grüße\r\n" \
+              "Message-ID: <8bit@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n" \
+              "Content-Transfer-Encoding: 8bit\r\n\r\nDie Tür klemmt.\r\n"
+        errors, _ = await client.sendmail("zoe@example.org", ["support@localhost"], raw.encode(),
+                                          mail_options=["BODY=8BITMIME"])
+        await client.quit()
+        assert errors == {}
+        cases = await p.wait_for(lambda cs: len(cs) == 1)
+        assert cases[0]["Subject"] == "Grüße" and "Die Tür klemmt." in cases[0]["Description"]
+        assert cases[0]["SuppliedName"] == "Zoë"
+    finally:
+        await p.daemon.stop()
+
+
+async def test_readyz_reports_each_dependency(tmp_path: Path) -> None:
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path))
+    try:
+        url = f"http://127.0.0.1:{p.daemon.http_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/healthz") as r:
+                assert r.status == 200
+            async with http.get(url + "/readyz") as r:
+                assert r.status == 200
+                assert (await r.json())["checks"] == {"bus": "ok", "blobs": "ok", "store": "ok"}
+            p.settings.blob_path.rmdir()
+            p.settings.blob_path.write_text("in the way")
+            async with http.get(url + "/readyz") as r:
+                body = await r.json()
+                assert r.status == 503 and body["checks"]["blobs"].startswith("failing")
+        raw, _ = mail("while not ready")
+        assert (await p.send(raw))[0] == 451
+    finally:
+        await p.daemon.stop()

@@ -1,0 +1,88 @@
+"""Assignment rules: ordered entries, first match wins, every criterion of an entry must hold, the
+default owner (and no entry name) when nothing matches."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from config import AssignmentEntry
+from rules.assignment import Assignment, CaseFacts, assign, matches
+
+FACTS = CaseFacts(origin="Email", recipient="support@example.com", subject="Refund for invoice 42",
+                  description="Please send the money back.\nOrder 1234", priority="High", account="Acme Corp")
+DEFAULT = "queue:Support"
+
+
+def entry(name: str = "e", owner: str = "queue:Billing", **criteria: Any) -> AssignmentEntry:
+    return AssignmentEntry(name=name, owner=owner, **criteria)
+
+
+def test_first_matching_entry_wins_in_order() -> None:
+    entries = [
+        entry("no", "queue:Nobody", subject_contains=["printer"]),
+        entry("billing", "queue:Billing", subject_contains=["refund"]),
+        entry("vip", "user:lead@example.com", account="Acme Corp"),
+    ]
+    assert assign(entries, DEFAULT, FACTS) == Assignment("queue:Billing", "billing")
+    assert assign([entries[2], entries[1]], DEFAULT, FACTS) == Assignment("user:lead@example.com", "vip")
+
+
+def test_default_owner_when_no_entry_matches() -> None:
+    entries = [entry("printers", subject_contains=["printer"]), entry("sms", origin="SMS")]
+    assert assign(entries, DEFAULT, FACTS) == Assignment(DEFAULT, None)
+    assert assign([], "user:someone@example.com", FACTS) == Assignment("user:someone@example.com", None)
+
+
+def test_entry_without_criteria_matches_everything() -> None:
+    assert matches(entry(), FACTS)
+    assert matches(entry(), CaseFacts(None, None, None, None, None, None))
+
+
+@pytest.mark.parametrize(
+    ("criteria", "miss"),
+    [
+        # origin, recipient, priority and account: equal, case-insensitively
+        ({"origin": "email"}, {"origin": "Web"}),
+        ({"origin": "Email"}, {"origin": None}),
+        ({"recipient": "SUPPORT@example.com"}, {"recipient": "billing@example.com"}),
+        ({"priority": "high"}, {"priority": "Medium"}),
+        ({"account": "acme corp"}, {"account": "Acme"}),
+        ({"account": "Acme Corp"}, {"account": None}),
+        # contains: any of the listed words, case-insensitive, substring
+        ({"subject_contains": ["REFUND"]}, {"subject": "Printer on fire"}),
+        ({"subject_contains": ["printer", "invoice"]}, {"subject": "Hello"}),
+        ({"subject_contains": ["refund"]}, {"subject": None}),
+        ({"description_contains": ["MONEY back"]}, {"description": "all good"}),
+        ({"description_contains": ["money"]}, {"description": None}),
+        # regexes: searched anywhere, case-insensitive
+        ({"subject_regex": r"invoice \d+"}, {"subject": "invoice pending"}),
+        ({"subject_regex": r"^REFUND"}, {"subject": "Re: Refund"}),
+        ({"description_regex": r"order \d{4}"}, {"description": "order 12"}),
+        ({"description_regex": r"^please"}, {"description": "Say please"}),
+    ],
+)
+def test_each_criterion_matches_and_fails(criteria: dict[str, Any], miss: dict[str, Any]) -> None:
+    e = entry(**criteria)
+    assert matches(e, FACTS)
+    assert assign([e], DEFAULT, FACTS) == Assignment("queue:Billing", "e")
+    assert not matches(e, replace(FACTS, **miss))
+    assert assign([e], DEFAULT, replace(FACTS, **miss)) == Assignment(DEFAULT, None)
+
+
+def test_description_regex_runs_over_the_whole_text() -> None:
+    assert matches(entry(description_regex=r"Order \d+$"), FACTS)
+
+
+def test_an_entry_with_several_criteria_needs_all_of_them() -> None:
+    e = entry("vip-refunds", "user:lead@example.com", origin="Email", recipient="support@example.com",
+              subject_contains=["refund"], description_contains=["money"], subject_regex=r"\d+",
+              description_regex="order", priority="High", account="Acme Corp")
+    assert matches(e, FACTS)
+    for change in ({"origin": "Web"}, {"recipient": "other@example.com"}, {"subject": "Refund please"},
+                   {"description": "Order 1 please"}, {"priority": "Low"}, {"account": "Other Ltd"},
+                   {"subject": "Invoice 42"}, {"description": "no money"}):
+        assert not matches(e, replace(FACTS, **change)), change
+    assert assign([e], DEFAULT, replace(FACTS, priority="Low")) == Assignment(DEFAULT, None)

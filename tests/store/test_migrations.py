@@ -1,0 +1,128 @@
+"""Migrations: `store.migrate.upgrade` builds exactly the schema of `store.models` on SQLite and on
+PostgreSQL, `downgrade` to base and back works, and the CaseNumber counter is seeded.
+
+These tests are synchronous: Alembic's env.py runs its own event loop (`asyncio.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from config import RulesSettings
+from store.case_service import CasePolicy, CaseService
+from store.database import Database
+from store.inbound import InboundMessage
+from store.migrate import current_revision, downgrade, head_revision, upgrade
+from store.models import Base, Counter
+from store.owners import ensure_owners
+
+T = TypeVar("T")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'cases.db'}"
+    url: str = request.getfixturevalue("pg_db_url")
+    return url
+
+
+def on_sync_connection(url: str, fn: Callable[[Connection], T]) -> T:
+    """Run `fn` on a sync view of an async connection to `url`."""
+
+    async def go() -> T:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(fn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def schema_diff(conn: Connection) -> list[Any]:
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    return list(compare_metadata(ctx, Base.metadata))
+
+
+def table_names(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+def case_number_counter(conn: Connection) -> list[tuple[str, int]]:
+    return [tuple(r) for r in conn.execute(select(Counter.Name, Counter.Value))]  # type: ignore[misc]
+
+
+def test_upgrade_creates_every_model_table_and_matches_the_models(store_url: str) -> None:
+    assert on_sync_connection(store_url, current_revision) is None
+    upgrade(store_url)
+    tables = on_sync_connection(store_url, table_names)
+    assert set(Base.metadata.tables) <= tables
+    assert tables - set(Base.metadata.tables) == {"alembic_version"}
+    assert on_sync_connection(store_url, schema_diff) == []
+    assert on_sync_connection(store_url, current_revision) == head_revision() is not None
+
+
+def test_case_number_counter_is_seeded_so_the_first_case_is_00001000(store_url: str) -> None:
+    upgrade(store_url)
+    assert on_sync_connection(store_url, case_number_counter) == [("CaseNumber", 999)]
+    assert asyncio.run(open_one_case(store_url)) == "00001000"
+    assert on_sync_connection(store_url, case_number_counter) == [("CaseNumber", 1000)]
+
+
+async def open_one_case(url: str) -> str | None:
+    db = Database(url)
+    try:
+        owners = await ensure_owners(db, ["queue:Support"])
+        service = CaseService(db, CasePolicy({}, RulesSettings(), owners, b"k"))
+        now = datetime.now(UTC)
+        [out] = await service.record_messages([InboundMessage(
+            channel="email", external_id="<first@example.org>", envelope_id="env-1", received_at=now,
+            conversation_key="ada@example.org", sender_email="ada@example.org", subject="first",
+            message_id="<first@example.org>")])
+        return out.case_number
+    finally:
+        await db.dispose()
+
+
+def test_the_comparison_sees_a_schema_that_differs(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cases.db'}"
+    upgrade(url)
+
+    def tamper(conn: Connection) -> None:
+        conn.exec_driver_sql('CREATE INDEX ix_extra ON "case" ("Subject")')
+        conn.exec_driver_sql("CREATE TABLE stray (x INTEGER)")
+        conn.commit()
+
+    on_sync_connection(url, tamper)
+    kinds = {d[0] for d in on_sync_connection(url, schema_diff) if isinstance(d, tuple)}
+    assert {"remove_index", "remove_table"} <= kinds
+
+
+def test_upgrade_twice_is_a_no_op(store_url: str) -> None:
+    upgrade(store_url)
+    upgrade(store_url)
+    assert on_sync_connection(store_url, case_number_counter) == [("CaseNumber", 999)]
+    assert on_sync_connection(store_url, schema_diff) == []
+
+
+def test_downgrade_to_base_then_upgrade_again(store_url: str) -> None:
+    upgrade(store_url)
+    downgrade(store_url, "base")
+    assert on_sync_connection(store_url, table_names) <= {"alembic_version"}
+    assert on_sync_connection(store_url, current_revision) is None
+    upgrade(store_url)
+    assert set(Base.metadata.tables) <= on_sync_connection(store_url, table_names)
+    assert on_sync_connection(store_url, schema_diff) == []
+    assert on_sync_connection(store_url, case_number_counter) == [("CaseNumber", 999)]
