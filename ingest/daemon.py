@@ -73,6 +73,15 @@ def owner_refs(settings: Settings) -> set[str]:
     return refs | {r.owner for r in settings.routing if r.owner}
 
 
+async def make_worker(settings: Settings, db: Database, bus: Bus, blobs: BlobStore) -> Worker:
+    """A worker on `bus` writing to `db`, its consumer started and the configured owners resolved."""
+    owners = await ensure_owners(db, owner_refs(settings))
+    policy = CasePolicy({r.address: r for r in settings.routing}, settings.rules, owners, thread_secret(settings))
+    consumer = bus.consumer(_group(settings), settings.bus.topic)
+    await consumer.start()
+    return Worker(bus, consumer, CaseService(db, policy), blobs, settings.worker, settings.bus.dead_letter_topic)
+
+
 class Daemon:
     def __init__(self, settings: Settings, role: str = "all"):
         if role not in ROLES:
@@ -130,13 +139,7 @@ class Daemon:
 
     async def _start_worker(self) -> None:
         assert self.db is not None
-        s = self.settings
-        owners = await ensure_owners(self.db, owner_refs(s))
-        policy = CasePolicy({r.address: r for r in s.routing}, s.rules, owners, thread_secret(s))
-        consumer = self.bus.consumer(_group(s), s.bus.topic)
-        await consumer.start()
-        self.worker = Worker(self.bus, consumer, CaseService(self.db, policy), self.blobs, s.worker,
-                             s.bus.dead_letter_topic)
+        self.worker = await make_worker(self.settings, self.db, self.bus, self.blobs)
         self._worker_task = asyncio.create_task(self._run_worker(self.worker), name="worker")
 
     async def _run_worker(self, worker: Worker) -> None:

@@ -14,14 +14,12 @@ from sqlalchemy import func, select
 from config import Settings
 from ingest.blobs import BlobStore
 from ingest.bus import open_bus
-from ingest.daemon import open_store, owner_refs, thread_secret
+from ingest.daemon import make_worker, open_store
 from ingest.dead_letters import list_dead_letters, replay_dead_letters
 from ingest.envelope import Envelope, Sender, encode
 from ingest.worker import Worker
-from store.case_service import CasePolicy, CaseService
 from store.database import Database
 from store.models import Case, EmailMessage, ProcessedMessage
-from store.owners import ensure_owners
 from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
 from tests.services import start_tansu
 
@@ -104,13 +102,15 @@ async def test_shutting_down_answers_421(pipeline: Pipeline) -> None:
 async def _worker(settings: Settings, db: Database) -> Worker:
     bus = open_bus(settings)
     await bus.start()
-    owners = await ensure_owners(db, owner_refs(settings))
-    policy = CasePolicy({r.address: r for r in settings.routing}, settings.rules, owners, thread_secret(settings))
-    consumer = bus.consumer("casegate-worker" if settings.bus.driver == "local" else settings.bus.kafka.group_id,
-                            settings.bus.topic)
-    await consumer.start()
-    return Worker(bus, consumer, CaseService(db, policy), BlobStore(settings.blob_path), settings.worker,
-                  settings.bus.dead_letter_topic)
+    return await make_worker(settings, db, bus, BlobStore(settings.blob_path))
+
+
+async def _work_off(settings: Settings, db: Database) -> Worker:
+    """A fresh worker (as after a restart) that handles everything waiting, then stops."""
+    w = await _worker(settings, db)
+    await w.run_until_idle(idle_polls=3 if settings.bus.driver == "local" else 8)
+    await _close(w)
+    return w
 
 
 async def _close(w: Worker) -> None:
@@ -137,10 +137,8 @@ async def test_redelivery_after_a_crash_between_database_and_offset_commit_is_a_
         await first.process(records)  # ... the same records again: still one effect
         assert await _counts(db) == (3, 3, 3)
         await _close(first)  # ... and the worker dies before committing the offset
-        second = await _worker(settings, db)
-        await second.run_until_idle(idle_polls=3 if settings.bus.driver == "local" else 8)
+        second = await _work_off(settings, db)
         assert second.processed == 3  # redelivered
-        await _close(second)
         assert await _counts(db) == (3, 3, 3)
     finally:
         await db.dispose()
@@ -165,9 +163,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         await bus.publish(settings.bus.topic, b"x", b'{"schema": 99, "id": "from-the-future"}')
         assert (await ingest.send(mail("a good one")[0]))[0] == 250
 
-        w = await _worker(settings, db)
-        await w.run_until_idle(idle_polls=3 if settings.bus.driver == "local" else 8)
-        await _close(w)
+        w = await _work_off(settings, db)
         assert w.dead_lettered == 2
         assert await _counts(db) == (1, 1, 1)  # the good one went through; the line did not stop
 
@@ -179,9 +175,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         await BlobStore(settings.blob_path).put(raw_missing)  # the operator restores the blob
         assert await replay_dead_letters(settings) == 2
         assert await list_dead_letters(settings) == []
-        w = await _worker(settings, db)
-        await w.run_until_idle(idle_polls=3 if settings.bus.driver == "local" else 8)
-        await _close(w)
+        w = await _work_off(settings, db)
         assert await _counts(db) == (2, 2, 2)
         assert w.dead_lettered == 1  # schema 99 still cannot be read: back in the dead-letter topic
         assert [d["error"] for d in await list_dead_letters(settings)] == [errors[1]]
