@@ -48,6 +48,10 @@ class LocalBusSettings(_Section):
     """How many publishes one group commit may carry."""
     poll_interval: float = Field(default=0.2, gt=0)
     """How often a consumer in another process looks for new records."""
+    retention_hours: float = Field(default=168.0, ge=0)
+    """Records every reading group has committed are deleted after this long (0 = keep forever)."""
+    prune_interval: float = Field(default=600.0, gt=0)
+    """Seconds between two prunings of the log."""
 
 
 class KafkaSettings(_Section):

@@ -55,6 +55,11 @@ _COMMIT_OFFSET = (
     'ON CONFLICT ("group", topic) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)'
 )
 
+_PRUNE = (
+    'DELETE FROM records WHERE topic = ? AND timestamp_ms < ? AND "offset" < '
+    '(SELECT min(next_offset) FROM group_offsets WHERE topic = ?)'
+)
+
 _Row = tuple[str, bytes, bytes, str, int]
 """A record to insert: topic, key, value, encoded headers, timestamp."""
 
@@ -84,6 +89,7 @@ class LocalBus:
         self._wake = asyncio.Event()
         self._new_data = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._closing = False
 
     # -- the database thread -------------------------------------------------------------------
@@ -136,6 +142,8 @@ class LocalBus:
         self._executor, self._conn, self._closing = executor, conn, False
         self._wake, self._new_data = asyncio.Event(), asyncio.Event()  # bound to this loop
         self._writer = asyncio.create_task(self._write_loop(), name="casegate-localbus-writer")
+        if self.settings.retention_hours > 0:
+            self._pruner = asyncio.create_task(self._prune_loop(), name="casegate-localbus-pruner")
 
     async def stop(self) -> None:
         """Write every publish already queued, then close the file."""
@@ -143,6 +151,11 @@ class LocalBus:
             return
         self._closing = True
         self._wake.set()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
         try:
             await self._writer
         finally:
@@ -217,6 +230,31 @@ class LocalBus:
         """Up to `limit` records of `topic` with offset >= `from_offset`, in order (for inspection)."""
         rows = await self._run(lambda c: c.execute(_SELECT, (topic, from_offset, limit)).fetchall())
         return [_to_record(r) for r in rows]
+
+    async def prune(self, older_than_ms: int) -> int:
+        """Delete records older than `older_than_ms` (epoch ms) that every group reading their topic
+        has committed past; a topic no group reads (an unreplayed dead letter) keeps everything.
+        Returns how many records went."""
+
+        def delete(conn: sqlite3.Connection) -> int:
+            gone = 0
+
+            def body(c: sqlite3.Connection) -> None:
+                nonlocal gone
+                for (topic,) in c.execute("SELECT DISTINCT topic FROM group_offsets").fetchall():
+                    gone += c.execute(_PRUNE, (topic, older_than_ms, topic)).rowcount
+
+            self._transaction(conn, body)
+            return gone
+
+        return await self._run(delete)
+
+    async def _prune_loop(self) -> None:
+        keep_ms = int(self.settings.retention_hours * 3600 * 1000)
+        while True:
+            with contextlib.suppress(BusUnavailable):  # busy now: the next round will do it
+                await self.prune(int(time.time() * 1000) - keep_ms)
+            await asyncio.sleep(self.settings.prune_interval)
 
     async def _committed(self, group: str, topic: str) -> int:
         row = await self._run(lambda c: c.execute(

@@ -341,3 +341,32 @@ async def test_kafka_broker_down_raises_bus_unavailable() -> None:
     finally:
         await bus.stop()
         broker.stop()
+
+
+async def test_local_prune_deletes_only_what_every_group_committed(tmp_path: Path) -> None:
+    from config.settings import LocalBusSettings
+    from ingest.bus.local import LocalBus
+
+    bus = LocalBus(tmp_path / "bus.db", LocalBusSettings(retention_hours=0))
+    await bus.start()
+    try:
+        for i in range(10):
+            await bus.publish("in", b"k", str(i).encode())
+            await bus.publish("dead", b"k", str(i).encode())
+        fast, slow = bus.consumer("fast", "in"), bus.consumer("slow", "in")
+        for c in (fast, slow):
+            await c.start()
+        await fast.commit(await fast.poll(10, 1.0))
+        await slow.commit((await slow.poll(4, 1.0))[:4])
+        future = int(time.time() * 1000) + 1000
+        assert await bus.prune(future) == 4  # only what the slower group is past
+        assert len(await bus.read("in")) == 6
+        assert len(await bus.read("dead")) == 10  # nobody reads it: kept
+        assert await bus.prune(0) == 0  # nothing is old enough
+        await slow.commit(await slow.poll(10, 1.0))
+        assert await bus.prune(future) == 6
+        restarted = bus.consumer("slow", "in")
+        await restarted.start()
+        assert await restarted.poll(10, 0.1) == []
+    finally:
+        await bus.stop()
