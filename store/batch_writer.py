@@ -30,13 +30,21 @@ from store.models import (
     ThreadReference,
 )
 
-LIMITS = {"subject": 255, "description": 32000, "supplied": 80, "body": 131072, "headers": 32000,
-          "email_subject": 3000, "address": 4000, "feed": 255}
+LIMITS = {"subject": 255, "description": 32000, "supplied": 80, "phone": 40, "body": 131072, "headers": 32000,
+          "email_subject": 3000, "address": 4000, "from": 1000, "message_id": 765, "feed": 255, "key": 320}
 ORIGIN_OF_CHANNEL = {"email": "Email", "web": "Web", "phone": "Phone", "api": "Web"}
 
 
 def _cut(value: str | None, limit: str) -> str | None:
-    return value[: LIMITS[limit]] if value is not None else None
+    """`value` within its column's length, without NUL characters (which no text column can hold)."""
+    if value is None:
+        return None
+    return value.replace("\x00", "")[: LIMITS[limit]] if "\x00" in value else value[: LIMITS[limit]]
+
+
+def ledger_key(m: InboundMessage) -> tuple[str, str]:
+    """The (channel, external id) the ledger knows a message by, cut as its column is."""
+    return m.channel, _cut(m.external_id, "message_id") or ""
 
 
 def email_key(address: str | None) -> str | None:
@@ -86,7 +94,7 @@ class BatchWriter:
         cid = new_id("Contact")
         self._contacts.append({
             "Id": cid, "FirstName": first[:40] or None, "LastName": (last or key.split("@")[0])[:80],
-            "Email": key[:80], "EmailKey": key, "Phone": m.sender_phone, "CreatedDate": self.now,
+            "Email": key[:80], "EmailKey": key[:320], "Phone": _cut(m.sender_phone, "phone"), "CreatedDate": self.now,
         })
         return ContactRef(cid, None, None)
 
@@ -103,17 +111,16 @@ class BatchWriter:
             "IsStopped": False, "OwnerId": "", "ContactId": contact.id if contact else None,
             "AccountId": contact.account_id if contact else None,
             "SuppliedName": _cut(m.sender_name, "supplied"), "SuppliedEmail": _cut(m.sender_email, "supplied"),
-            "SuppliedPhone": m.sender_phone, "ConversationKey": m.conversation_key[:320],
-            "RoutingAddress": route.address if route else None,
+            "SuppliedPhone": _cut(m.sender_phone, "phone"), "ConversationKey": _cut(m.conversation_key, "key"),
+            "RoutingAddress": _cut(route.address, "key") if route else None,
             "CreatedDate": self.now, "LastModifiedDate": self.now,
         }
         via = f" via {route.address}" if route else ""
         self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}")
         return case_id, CaseState(case_id, "", DEFAULT_STATUS, False, None)
 
-    def set_owner(self, case_id: str, owner_id: str, owner_ref: str, entry: str | None) -> None:
+    def set_owner(self, case_id: str, owner_id: str, owner_ref: str, why: str) -> None:
         self._cases[case_id]["OwnerId"] = owner_id
-        why = f"assignment rule entry '{entry}' matched" if entry else "no assignment entry matched: default owner"
         self.add_feed(case_id, "AssignmentRule", field="OwnerId", new=owner_ref, body=why)
 
     def set_source(self, case_id: str, email_id: str) -> None:
@@ -122,7 +129,8 @@ class BatchWriter:
     def change_status(self, state: CaseState, change: StatusChange, reason: str) -> None:
         old = state.status
         fields = self._case_updates.setdefault(state.id, {"Id": state.id})
-        fields.update(Status=change.status, IsClosed=change.is_closed, ClosedDate=change.closed_date)
+        fields.update(Status=change.status, IsClosed=change.is_closed, ClosedDate=change.closed_date,
+                      LastModifiedDate=self.now)
         state.status, state.is_closed, state.closed_date = change.status, change.is_closed, change.closed_date
         self.add_feed(state.id, "TrackedChange", field="Status", old=old, new=change.status, body=reason)
 
@@ -131,12 +139,14 @@ class BatchWriter:
         email_id = new_id("EmailMessage")
         self._emails.append({
             "Id": email_id, "ParentId": case_id, "Incoming": True, "Status": "0",
-            "FromAddress": m.sender_email, "FromName": m.sender_name,
+            "FromAddress": _cut(m.sender_email, "from"), "FromName": _cut(m.sender_name, "from"),
             "ToAddress": _cut(m.to_address, "address"), "CcAddress": _cut(m.cc_address, "address"),
             "Subject": _cut(m.subject, "email_subject"), "TextBody": _cut(m.text, "body"),
             "HtmlBody": _cut(m.html, "body"), "Headers": _cut(m.headers, "headers"),
-            "MessageIdentifier": m.message_id, "InReplyTo": next(iter(m.in_reply_to), None),
-            "References": " ".join(m.references) or None, "ClientThreadIdentifier": m.thread_index,
+            "MessageIdentifier": _cut(m.message_id, "message_id"),
+            "InReplyTo": _cut(next(iter(m.in_reply_to), None), "message_id"),
+            "References": _cut(" ".join(m.references), "body") or None,
+            "ClientThreadIdentifier": _cut(m.thread_index, "message_id"),
             "MessageDate": m.message_date, "HasAttachment": bool(m.attachments), "IsBounced": False,
             "RawSha256": m.raw_sha256, "CreatedDate": self.now,
         })
@@ -147,25 +157,25 @@ class BatchWriter:
                 "Sha256": a.sha256, "ContentId": a.content_id, "IsInline": a.inline, "CreatedDate": self.now,
             })
         for key in thread_keys(m):
-            self._refs.setdefault((key, case_id), {"MessageKey": key[:765], "CaseId": case_id,
+            self._refs.setdefault((key, case_id), {"MessageKey": _cut(key, "message_id"), "CaseId": case_id,
                                                    "CreatedDate": self.now})
         if case_id not in self._cases:
             self._case_updates.setdefault(case_id, {"Id": case_id})["LastModifiedDate"] = self.now
-        self.add_feed(case_id, "EmailMessageEvent", body=_cut(f"Email from {m.sender_email}: {m.subject}", "feed"),
-                      related=email_id)
+        self.add_feed(case_id, "EmailMessageEvent", related=email_id,
+                      body=_cut(f"Email from {m.sender_email}: {m.subject}", "feed"))
         return email_id
 
     def add_feed(self, case_id: str, kind: str, *, field: str | None = None, old: str | None = None,
                  new: str | None = None, body: str | None = None, related: str | None = None) -> None:
         self._feed.append({
             "Id": new_id("CaseFeed"), "ParentId": case_id, "Type": kind, "Field": field,
-            "OldValue": _cut(old, "feed"), "NewValue": _cut(new, "feed"), "Body": body,
+            "OldValue": _cut(old, "feed"), "NewValue": _cut(new, "feed"), "Body": _cut(body, "description"),
             "RelatedRecordId": related, "Seq": len(self._feed), "CreatedDate": self.now,
         })
 
     def add_ledger(self, m: InboundMessage, outcome: str, rule: str | None, case_id: str | None) -> None:
         self._ledger.append({
-            "Channel": m.channel, "ExternalId": m.external_id[:765], "EnvelopeId": m.envelope_id,
+            "Channel": m.channel, "ExternalId": ledger_key(m)[1], "EnvelopeId": m.envelope_id,
             "Outcome": outcome, "Rule": rule, "CaseId": case_id,
             "EmailMessageId": self._emails[-1]["Id"] if self._emails and case_id else None,
             "ReceivedAt": m.received_at, "ProcessedAt": self.now,

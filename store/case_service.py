@@ -20,7 +20,7 @@ from config import RoutingAddress, RulesSettings
 from rules.assignment import CaseFacts, assign
 from rules.lifecycle import change_status
 from store import lookups
-from store.batch_writer import BatchWriter
+from store.batch_writer import BatchWriter, ledger_key
 from store.case_matcher import CaseMatcher
 from store.database import Database
 from store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
@@ -58,11 +58,11 @@ class CaseService:
             async with self.db.session() as s, s.begin():
                 writer = BatchWriter(s, now)
                 matcher = await CaseMatcher.load(s, messages, self.policy.thread_secret)
-                done = await lookups.processed_keys(s, {(m.channel, m.external_id) for m in messages})
+                done = await lookups.processed_keys(s, {ledger_key(m) for m in messages})
                 await writer.resolve_contacts(messages)
                 outcomes = []
                 for m in messages:
-                    key = (m.channel, m.external_id)
+                    key = ledger_key(m)
                     if key in done:
                         outcomes.append(Outcome(m.channel, m.external_id, "duplicate", None, None, None))
                         continue
@@ -70,9 +70,11 @@ class CaseService:
                     outcomes.append(self._place(m, matcher, writer))
                 numbers = await writer.flush()
             return [_numbered(o, numbers) for o in outcomes]
-        except (IntegrityError, DataError) as e:
-            raise PermanentStoreError(f"{type(e).__name__}: {e.orig}") from e
-        except (DBAPIError, OSError) as e:  # connection lost, locked, not migrated yet: retry later
+        except DBAPIError as e:
+            if _refused(e):
+                raise PermanentStoreError(f"{type(e).__name__}: {e.orig}") from e
+            raise TemporaryStoreError(str(e)) from e  # connection lost, locked, not migrated yet: retry later
+        except OSError as e:
             raise TemporaryStoreError(str(e)) from e
 
     def _place(self, m: InboundMessage, matcher: CaseMatcher, writer: BatchWriter) -> Outcome:
@@ -91,13 +93,19 @@ class CaseService:
             return Outcome(m.channel, m.external_id, "threaded", state.id, state.number, rule)
         route = self.policy.routing_for(m.recipients)
         case_id, state = writer.open_case(m, route, contact)
-        owner = assign(self.policy.rules.assignment,
-                       (route.owner if route and route.owner else None) or self.policy.rules.default_owner,
+        route_owner = route.owner if route and route.owner else None
+        owner = assign(self.policy.rules.assignment, route_owner or self.policy.rules.default_owner,
                        CaseFacts(origin=route.origin if route else None,
                                  recipient=next(iter(m.recipients), None), subject=m.subject,
                                  description=m.text, priority=route.priority if route else None,
                                  account=contact.account_name if contact else None))
-        writer.set_owner(case_id, self.policy.owner_ids[owner.owner], owner.owner, owner.entry)
+        if owner.entry:
+            why = f"assignment rule entry '{owner.entry}' matched"
+        elif route_owner and route:
+            why = f"no assignment entry matched: owner of routing address {route.address}"
+        else:
+            why = "no assignment entry matched: default owner"
+        writer.set_owner(case_id, self.policy.owner_ids[owner.owner], owner.owner, why)
         email_id = writer.add_message(case_id, m, contact)
         writer.set_source(case_id, email_id)
         writer.add_ledger(m, "created", "new", case_id)
@@ -115,6 +123,16 @@ class CaseService:
             writer = BatchWriter(s, now)
             writer.change_status(state, change_status(status, state.closed_date, now), reason="status set")
             await writer.flush()
+
+
+def _refused(e: DBAPIError) -> bool:
+    """The database refused this data (it will refuse it again), as opposed to being unavailable.
+    asyncpg's errors reach us as plain DBAPIError, so look at the SQLSTATE class too:
+    22 = data exception, 23 = integrity constraint violation."""
+    if isinstance(e, IntegrityError | DataError):
+        return True
+    state = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+    return isinstance(state, str) and state[:2] in ("22", "23")
 
 
 def _numbered(o: Outcome, numbers: Mapping[str, str]) -> Outcome:

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("config", "store", "rules", "ingest")
 DESIGN_CARD = {"pyproject.toml", "README.md", "ingest", "store", "rules", "config", "deploy", "tests"}
-ALLOWED_EXTRAS = {".ci", ".gitignore", ".gitattributes", ".editorconfig", ".github", "Makefile", "LICENSE"}
+ALLOWED_EXTRAS = {".ci", ".gitignore", "Makefile"}
 PROJECT = {*PACKAGES, "tests"}
 
 

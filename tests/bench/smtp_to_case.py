@@ -260,7 +260,7 @@ class PgDatabase:
         self.created = False
 
     async def _admin(self, sql: str) -> None:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         try:
             conn = await asyncpg.connect(self.admin_dsn, timeout=10)
