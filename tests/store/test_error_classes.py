@@ -48,8 +48,9 @@ async def test_postgres_unavailable_or_unmigrated_is_not_a_refusal(pg_db_url: st
         await unreachable.dispose()
 
 
-async def test_sqlite_constraint_is_a_refusal_and_locked_is_not(tmp_path: Path) -> None:
+async def test_sqlite_constraint_is_a_refusal_and_a_missing_table_is_not(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
-    e = await _error(Database(url), "CREATE TABLE t (x int PRIMARY KEY); INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)")
+    e = await _error(Database(url), "CREATE TABLE t (x int PRIMARY KEY); INSERT INTO t VALUES (1); "
+                                    "INSERT INTO t VALUES (1)")
     assert _refused(e)
     assert not _refused(await _error(Database(url), "SELECT * FROM no_such_table"))
