@@ -81,6 +81,11 @@ class BlobSettings(_Section):
     path: str = ""
     """Directory of the content-addressed blob store. Empty = `<data_dir>/blobs`."""
     fsync: bool = False
+    pack_max_size: int = Field(default=262144, ge=0)
+    """Blobs up to this many bytes are kept in one SQLite pack in the directory (group-committed);
+    larger ones are files. 0 = files only (use that when the directory is a network share)."""
+    busy_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a put waits for the pack's write lock before failing (SMTP then answers 451)."""
 
 
 class SmtpSettings(_Section):
@@ -163,6 +168,8 @@ class WorkerSettings(_Section):
     batch_size: int = Field(default=500, ge=1, le=5000)
     """Records processed in one database transaction."""
     poll_timeout: float = Field(default=0.2, gt=0)
+    linger: float = Field(default=0.01, ge=0)
+    """Seconds to wait for more records when a poll returned a partial batch (0 = never wait)."""
     retry_initial: float = Field(default=0.5, gt=0)
     retry_max: float = Field(default=30.0, gt=0)
     drain_timeout: float = Field(default=20.0, gt=0)

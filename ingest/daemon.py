@@ -90,7 +90,8 @@ class Daemon:
         self.ingest = role in ("all", "ingest")
         self.work = role in ("all", "worker")
         self.bus: Bus = open_bus(settings)
-        self.blobs = BlobStore(settings.blob_path, fsync=settings.blobs.fsync)
+        self.blobs = BlobStore(settings.blob_path, fsync=settings.blobs.fsync,
+                               pack_max_size=settings.blobs.pack_max_size, busy_timeout=settings.blobs.busy_timeout)
         self.db: Database | None = None
         self.worker: Worker | None = None
         self.smtp: SmtpHandler | None = None
@@ -174,6 +175,8 @@ class Daemon:
     async def _close_resources(self) -> None:
         with contextlib.suppress(Exception):
             await self.bus.stop()
+        with contextlib.suppress(Exception):
+            await self.blobs.close()
         if self.db is not None:
             await self.db.dispose()
 

@@ -11,14 +11,15 @@ import codecs
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy
 from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
+from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
 _MSGID = re.compile(r"<[^<>\s]+>")
+_SURROGATES = re.compile("[\udc80-\udcff]")
 THREAD_HEADERS = ("Message-ID", "In-Reply-To", "References", "Thread-Index", "Thread-Topic",
                   "Auto-Submitted", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress",
                   "Precedence", "List-Id", "Return-Path")
@@ -65,6 +66,8 @@ def _decoded(value: object) -> str:
     if isinstance(value, Header):
         value = str(value)
     text = str(value)
+    if _SURROGATES.search(text):  # raw 8-bit header (RFC 6532): the parser kept the bytes as surrogates
+        text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     if "=?" not in text:
         return " ".join(text.split()) if "\n" in text else text
     try:
@@ -97,10 +100,21 @@ def _text_of(part: Message) -> str | None:
     return payload.decode(_charset(part.get_content_charset()), errors="replace")
 
 
+class _RawHeaders(Compat32):
+    """compat32 that hands header values back as the parser read them (8-bit bytes as surrogates),
+    instead of wrapping non-ASCII ones in a Header that can only print them as U+FFFD."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_POLICY = _RawHeaders()
+
+
 def parse_mail(raw: bytes) -> ParsedMail:
     """Everything a case needs from `raw`. Uses the compat32 parser and decodes only the headers it
     needs: the `email.policy.default` header objects cost ten times as much for nothing we use."""
-    msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+    msg = BytesParser(policy=_POLICY).parsebytes(raw)
     out = ParsedMail(defects=[type(d).__name__ for d in msg.defects])
     sender = _addresses(_decoded(msg.get("From")))
     if sender:

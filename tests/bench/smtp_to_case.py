@@ -537,7 +537,7 @@ async def run_pass(config: str, mode: str, args: argparse.Namespace) -> PassResu
     load = "/".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\n== {config} / {mode}: N={args.n} K={args.k} rate={f'{rate:g}/s' if rate else 'max'} "
           f"(host load average {load}, {os.cpu_count()} CPUs)", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f"casegate-bench-{config}-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"casegate-bench-{config}-", dir=args.data_root))
     tansu: Tansu | None = None
     pg: PgDatabase | None = None
     daemon: DaemonProcess | None = None
@@ -690,6 +690,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "the overhead lowers every figure, so use it to find hot spots, not for numbers")
     p.add_argument("--daemon-log-level", choices=["debug", "info", "warning", "error"], default="warning",
                    help="the daemon's log_level (default warning; debug logs every worker batch, and costs CPU)")
+    p.add_argument("--data-root", default=".", metavar="DIR",
+                   help="where the daemon's data folder is made (default: here; its disk is what is measured)")
     p.add_argument("--keep", action="store_true", help="keep the temp dirs (daemon log, config, SQLite files)")
     args = p.parse_args(argv)
     if args.n < 1 or args.k < 1:

@@ -81,15 +81,36 @@ async def test_kafka_down_answers_451_and_after_recovery_the_retry_makes_one_cas
         broker.stop()
 
 
-async def test_blob_store_failing_answers_451(pipeline: Pipeline) -> None:
-    blobs = pipeline.settings.blob_path
-    shutil.rmtree(blobs, ignore_errors=True)
-    blobs.write_text("not a directory")  # the blob store cannot write
-    raw, _ = mail("no blob store")
-    assert (await pipeline.send(raw))[0] == 451
-    blobs.unlink()
-    assert (await pipeline.send(raw))[0] == 250
-    await pipeline.wait_for(lambda cs: len(cs) == 1)
+async def test_blob_pack_locked_answers_451(deployment_settings: Callable[..., Settings]) -> None:
+    p = await start_pipeline(deployment_settings(blobs={"busy_timeout": 0.3}))
+    try:
+        p.settings.blob_path.mkdir(parents=True, exist_ok=True)
+        holder = sqlite3.connect(p.settings.blob_path / "pack.db", isolation_level=None)
+        holder.execute("CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID")
+        holder.execute("BEGIN EXCLUSIVE")  # another process holds the pack: no blob can be written
+        raw, _ = mail("no blob store")
+        assert (await p.send(raw))[0] == 451
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert (await p.send(raw))[0] == 250
+        await p.wait_for(lambda cs: len(cs) == 1)
+    finally:
+        await p.daemon.stop()
+
+
+async def test_blob_directory_unusable_answers_451(tmp_path: Path) -> None:
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path, blobs={"pack_max_size": 0}))
+    try:
+        blobs = p.settings.blob_path
+        shutil.rmtree(blobs, ignore_errors=True)
+        blobs.write_text("not a directory")  # the blob store cannot write
+        raw, _ = mail("no blob store")
+        assert (await p.send(raw))[0] == 451
+        blobs.unlink()
+        assert (await p.send(raw))[0] == 250
+        await p.wait_for(lambda cs: len(cs) == 1)
+    finally:
+        await p.daemon.stop()
 
 
 async def test_shutting_down_answers_421(pipeline: Pipeline) -> None:
@@ -116,6 +137,7 @@ async def _work_off(settings: Settings, db: Database) -> Worker:
 async def _close(w: Worker) -> None:
     await w.consumer.stop()
     await w.bus.stop()
+    await w.blobs.close()
 
 
 async def test_redelivery_after_a_crash_between_database_and_offset_commit_is_a_no_op(
@@ -172,7 +194,9 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         assert len(letters) == 2
         assert "claimed blob(s) missing" in errors[0] and "unknown envelope schema 99" in errors[1]
 
-        await BlobStore(settings.blob_path).put(raw_missing)  # the operator restores the blob
+        restored = BlobStore(settings.blob_path)
+        await restored.put(raw_missing)  # the operator restores the blob
+        await restored.close()
         assert await replay_dead_letters(settings) == 2
         assert await list_dead_letters(settings) == []
         w = await _work_off(settings, db)

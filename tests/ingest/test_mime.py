@@ -46,3 +46,11 @@ def test_broken_input_never_raises() -> None:
 def test_message_ids_in_headers() -> None:
     assert message_ids("<a@x> junk <b@y>") == ["<a@x>", "<b@y>"]
     assert message_ids(None) == [] and message_ids("no ids") == []
+
+
+def test_raw_utf8_headers_are_read_as_utf8() -> None:
+    raw = "From: Zoë <zoe@example.org>\r\nSubject: Grüße aus Köln\r\n\r\nDie Tür.\r\n".encode()
+    p = parse_mail(raw)
+    assert (p.subject, p.from_name, p.text) == ("Grüße aus Köln", "Zoë", "Die Tür.\r\n")
+    latin1 = b"Subject: Gr\xfc\xdfe\r\n\r\nx"
+    assert parse_mail(latin1).subject == "Gr\ufffd\ufffde"  # not UTF-8: replaced, never raised

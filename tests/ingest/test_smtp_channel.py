@@ -3,6 +3,7 @@ and the HTTP readiness that tells an orchestrator when the daemon can take traff
 
 from __future__ import annotations
 
+import shutil
 import ssl
 from pathlib import Path
 
@@ -53,7 +54,7 @@ async def test_readyz_reports_each_dependency(tmp_path: Path) -> None:
             async with http.get(url + "/readyz") as r:
                 assert r.status == 200
                 assert (await r.json())["checks"] == {"bus": "ok", "blobs": "ok", "store": "ok"}
-            p.settings.blob_path.rmdir()
+            shutil.rmtree(p.settings.blob_path)
             p.settings.blob_path.write_text("in the way")
             async with http.get(url + "/readyz") as r:
                 body = await r.json()
