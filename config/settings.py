@@ -168,7 +168,7 @@ class WorkerSettings(_Section):
     batch_size: int = Field(default=500, ge=1, le=5000)
     """Records processed in one database transaction."""
     poll_timeout: float = Field(default=0.2, gt=0)
-    linger: float = Field(default=0.01, ge=0)
+    linger: float = Field(default=0.05, ge=0)
     """Seconds to wait for more records when a poll returned a partial batch (0 = never wait)."""
     retry_initial: float = Field(default=0.5, gt=0)
     retry_max: float = Field(default=30.0, gt=0)
