@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import Connection, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import RoutingAddress
 from rules.lifecycle import DEFAULT_STATUS, StatusChange
@@ -21,6 +20,7 @@ from store.inbound import InboundMessage
 from store.lookups import CaseState, ContactRef
 from store.models import (
     Attachment,
+    Base,
     Case,
     CaseFeed,
     Contact,
@@ -52,8 +52,8 @@ def email_key(address: str | None) -> str | None:
 
 
 class BatchWriter:
-    def __init__(self, session: AsyncSession, now: datetime):
-        self.s = session
+    def __init__(self, conn: Connection, now: datetime):
+        self.s = conn
         self.now = now
         self._contacts: list[dict[str, Any]] = []
         self._cases: dict[str, dict[str, Any]] = {}
@@ -66,11 +66,11 @@ class BatchWriter:
         self._contact_of: dict[str, ContactRef | None] = {}
 
     # contacts -----------------------------------------------------------------------------------
-    async def resolve_contacts(self, messages: Sequence[InboundMessage]) -> dict[str, ContactRef | None]:
+    def resolve_contacts(self, messages: Sequence[InboundMessage]) -> dict[str, ContactRef | None]:
         """The Contact of each sender address, created when none exists; an address shared by several
         contacts links none (the sender is kept in SuppliedEmail), as Salesforce does."""
         keys = {k for m in messages if (k := email_key(m.sender_email))}
-        found = await lookups.contacts_by_email(self.s, keys) if keys else {}
+        found = lookups.contacts_by_email(self.s, keys) if keys else {}
         for m in messages:
             key = email_key(m.sender_email)
             if key is None or key in self._contact_of:
@@ -182,34 +182,44 @@ class BatchWriter:
         })
 
     # the writes ----------------------------------------------------------------------------------
-    async def flush(self) -> dict[str, str]:
+    def flush(self) -> dict[str, str]:
         """Write everything gathered; returns the CaseNumber given to each new case."""
-        numbers = await self._number_cases()
+        numbers = self._number_cases()
         for model, rows in ((Contact, self._contacts), (Case, list(self._cases.values())),
                             (EmailMessage, self._emails), (Attachment, self._attachments),
                             (CaseFeed, self._feed), (ProcessedMessage, self._ledger)):
             if rows:  # Core executemany: one statement for all rows, no ORM unit-of-work per row
-                await self.s.execute(insert(model.__table__), rows)  # type: ignore[arg-type]  # a Table
+                self.s.execute(insert(Base.metadata.tables[model.__tablename__]), rows)
         if self._refs:
-            await self.s.execute(self._insert_ignoring_duplicates(), list(self._refs.values()))
-        if self._case_updates:
-            await self.s.execute(update(Case), list(self._case_updates.values()))
+            self.s.execute(self._insert_ignoring_duplicates(), list(self._refs.values()))
+        self._update_cases()
         return numbers
 
-    async def _number_cases(self) -> dict[str, str]:
+    def _update_cases(self) -> None:
+        """One executemany per shape of change (rows must share their columns)."""
+        table = Base.metadata.tables[Case.__tablename__]
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in self._case_updates.values():
+            shapes.setdefault(tuple(sorted(k for k in row if k != "Id")), []).append(row)
+        for columns, rows in shapes.items():
+            stmt = (update(table).where(table.c.Id == bindparam("b_Id"))
+                    .values({c: bindparam(f"b_{c}") for c in columns}))
+            self.s.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+
+    def _number_cases(self) -> dict[str, str]:
         if not self._cases:
             return {}
         n = len(self._cases)
-        last = (await self.s.execute(
+        last = self.s.execute(
             update(Counter).where(Counter.Name == "CaseNumber").values(Value=Counter.Value + n)
             .returning(Counter.Value)
-        )).scalar_one()
+        ).scalar_one()
         numbers = {}
         for i, (case_id, row) in enumerate(self._cases.items()):
             row["CaseNumber"] = numbers[case_id] = f"{last - n + 1 + i:08d}"
         return numbers
 
     def _insert_ignoring_duplicates(self) -> Any:
-        if self.s.get_bind().dialect.name == "postgresql":
+        if self.s.dialect.name == "postgresql":
             return postgresql.insert(ThreadReference).on_conflict_do_nothing()
         return sqlite.insert(ThreadReference).on_conflict_do_nothing()

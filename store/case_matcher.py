@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
 
 from store import lookups
 from store.inbound import InboundMessage
@@ -31,16 +31,16 @@ class CaseMatcher:
         self._tokens = tokens
 
     @classmethod
-    async def load(cls, s: AsyncSession, messages: Sequence[InboundMessage], secret: bytes) -> CaseMatcher:
+    def load(cls, s: Connection, messages: Sequence[InboundMessage], secret: bytes) -> CaseMatcher:
         tokens = {}
         for i, m in enumerate(messages):
             case_id = find_case_id(secret, m.subject, m.text, m.html)
             if case_id:
                 tokens[i] = case_id
         keys = {k for m in messages for k in [*m.in_reply_to, *m.references]}
-        refs = await lookups.cases_by_reference(s, keys) if keys else {}
+        refs = lookups.cases_by_reference(s, keys) if keys else {}
         wanted = set(refs.values()) | set(tokens.values())
-        states = await lookups.case_states(s, wanted) if wanted else {}
+        states = lookups.case_states(s, wanted) if wanted else {}
         return cls(secret, refs, states, {id(messages[i]): c for i, c in tokens.items()})
 
     def match(self, m: InboundMessage) -> tuple[CaseState, str] | None:

@@ -9,11 +9,12 @@ The ledger row of each message is written in the same transaction, so redelivery
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from config import RoutingAddress, RulesSettings
@@ -26,6 +27,8 @@ from store.database import Database
 from store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
 from store.inbound import InboundMessage, Outcome
 from store.models import Case
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,23 +56,29 @@ class CaseService:
     async def record_messages(self, messages: Sequence[InboundMessage],
                               now: datetime | None = None) -> list[Outcome]:
         """Thread or open a case for each message, in order, in one transaction."""
-        now = now or datetime.now(UTC)
+        at = now or datetime.now(UTC)
+        return await self._run(lambda conn: self._record(conn, messages, at))
+
+    def _record(self, conn: Connection, messages: Sequence[InboundMessage], now: datetime) -> list[Outcome]:
+        writer = BatchWriter(conn, now)
+        matcher = CaseMatcher.load(conn, messages, self.policy.thread_secret)
+        done = lookups.processed_keys(conn, {ledger_key(m) for m in messages})
+        writer.resolve_contacts(messages)
+        outcomes = []
+        for m in messages:
+            key = ledger_key(m)
+            if key in done:
+                outcomes.append(Outcome(m.channel, m.external_id, "duplicate", None, None, None))
+                continue
+            done.add(key)
+            outcomes.append(self._place(m, matcher, writer))
+        numbers = writer.flush()
+        return [_numbered(o, numbers) for o in outcomes]
+
+    async def _run(self, fn: Callable[[Connection], T]) -> T:
+        """`fn` in one transaction, its database failures sorted into permanent and temporary."""
         try:
-            async with self.db.session() as s, s.begin():
-                writer = BatchWriter(s, now)
-                matcher = await CaseMatcher.load(s, messages, self.policy.thread_secret)
-                done = await lookups.processed_keys(s, {ledger_key(m) for m in messages})
-                await writer.resolve_contacts(messages)
-                outcomes = []
-                for m in messages:
-                    key = ledger_key(m)
-                    if key in done:
-                        outcomes.append(Outcome(m.channel, m.external_id, "duplicate", None, None, None))
-                        continue
-                    done.add(key)
-                    outcomes.append(self._place(m, matcher, writer))
-                numbers = await writer.flush()
-            return [_numbered(o, numbers) for o in outcomes]
+            return await self.db.transaction(fn)
         except DBAPIError as e:
             if _refused(e):
                 raise PermanentStoreError(f"{type(e).__name__}: {e.orig}") from e
@@ -114,15 +123,18 @@ class CaseService:
 
     async def change_status(self, case_number: str, status: str, now: datetime | None = None) -> None:
         """Set a case's Status (closing stamps ClosedDate, reopening clears it) and record it on the feed."""
-        now = now or datetime.now(UTC)
-        async with self.db.session() as s, s.begin():
-            row = (await s.execute(select(Case.Id).where(Case.CaseNumber == case_number))).scalar()
+        at = now or datetime.now(UTC)
+
+        def change(conn: Connection) -> None:
+            row = conn.execute(select(Case.Id).where(Case.CaseNumber == case_number)).scalar()
             if row is None:
                 raise CaseNotFound(case_number)
-            state = (await lookups.case_states(s, [row]))[row]
-            writer = BatchWriter(s, now)
-            writer.change_status(state, change_status(status, state.closed_date, now), reason="status set")
-            await writer.flush()
+            state = lookups.case_states(conn, [row])[row]
+            writer = BatchWriter(conn, at)
+            writer.change_status(state, change_status(status, state.closed_date, at), reason="status set")
+            writer.flush()
+
+        await self._run(change)
 
 
 def _refused(e: DBAPIError) -> bool:

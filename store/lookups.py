@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Select, select
 
 from store.models import Account, Case, Contact, ProcessedMessage, ThreadReference
 
@@ -24,11 +23,11 @@ def _chunks(values: Collection[T]) -> Iterable[list[T]]:
         yield items[i : i + _CHUNK]
 
 
-async def _rows(s: AsyncSession, query: Any, column: Any, values: Collection[Any]) -> list[Any]:
+def _rows(s: Connection, query: Any, column: Any, values: Collection[Any]) -> list[Any]:
     out: list[Any] = []
     for chunk in _chunks(values):
         stmt: Select[Any] = query.where(column.in_(chunk))
-        out.extend((await s.execute(stmt)).all())
+        out.extend(s.execute(stmt).all())
     return out
 
 
@@ -50,29 +49,29 @@ class ContactRef:
     account_name: str | None
 
 
-async def processed_keys(s: AsyncSession, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+def processed_keys(s: Connection, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
     ids = {ext for _, ext in keys}
-    rows = await _rows(s, select(ProcessedMessage.Channel, ProcessedMessage.ExternalId),
+    rows = _rows(s, select(ProcessedMessage.Channel, ProcessedMessage.ExternalId),
                        ProcessedMessage.ExternalId, ids)
     return {(r[0], r[1]) for r in rows} & set(keys)
 
 
-async def contacts_by_email(s: AsyncSession, emails: Collection[str]) -> dict[str, list[ContactRef]]:
+def contacts_by_email(s: Connection, emails: Collection[str]) -> dict[str, list[ContactRef]]:
     q = select(Contact.EmailKey, Contact.Id, Contact.AccountId, Account.Name).outerjoin(
         Account, Account.Id == Contact.AccountId
     )
     out: dict[str, list[ContactRef]] = {}
-    for key, cid, aid, aname in await _rows(s, q, Contact.EmailKey, emails):
+    for key, cid, aid, aname in _rows(s, q, Contact.EmailKey, emails):
         out.setdefault(key, []).append(ContactRef(cid, aid, aname))
     return out
 
 
-async def cases_by_reference(s: AsyncSession, message_ids: Collection[str]) -> dict[str, str]:
+def cases_by_reference(s: Connection, message_ids: Collection[str]) -> dict[str, str]:
     """Message-ID → the most recently created case that knows it."""
     q = select(ThreadReference.MessageKey, ThreadReference.CaseId).order_by(ThreadReference.Id)
-    return {key: case_id for key, case_id in await _rows(s, q, ThreadReference.MessageKey, message_ids)}
+    return {key: case_id for key, case_id in _rows(s, q, ThreadReference.MessageKey, message_ids)}
 
 
-async def case_states(s: AsyncSession, case_ids: Collection[str]) -> dict[str, CaseState]:
+def case_states(s: Connection, case_ids: Collection[str]) -> dict[str, CaseState]:
     q = select(Case.Id, Case.CaseNumber, Case.Status, Case.IsClosed, Case.ClosedDate)
-    return {r[0]: CaseState(*r) for r in await _rows(s, q, Case.Id, case_ids)}
+    return {r[0]: CaseState(*r) for r in _rows(s, q, Case.Id, case_ids)}

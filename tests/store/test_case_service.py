@@ -548,7 +548,7 @@ async def test_concurrent_batches_get_200_distinct_gapless_case_numbers(store: S
         nonlocal in_use
         in_use -= 1
 
-    pool = store.db.engine.sync_engine.pool
+    pool = (store.db.sync_engine or store.db.engine.sync_engine).pool  # the engine transaction() uses
     event.listen(pool, "checkout", checked_out)
     event.listen(pool, "checkin", checked_in)
     try:
