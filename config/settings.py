@@ -100,6 +100,9 @@ class SmtpSettings(_Section):
     tls_key: str = ""
     """PEM files; when both are set STARTTLS is offered."""
     max_recipients: int = Field(default=100, ge=1)
+    reuse_port: bool = False
+    """Let several `--role ingest` processes listen on the same port (Linux SO_REUSEPORT): the
+    kernel spreads connections over them, so SMTP ingestion uses more than one core."""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SmtpSettings:
@@ -115,6 +118,8 @@ class HttpSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    reuse_port: bool = False
+    """As smtp.reuse_port, for the HTTP port."""
 
 
 class RoutingAddress(_Section):

@@ -131,7 +131,7 @@ class Daemon:
         if s.http.enabled:
             self._http = web.AppRunner(health_app(checks), access_log=None)
             await self._http.setup()
-            site = web.TCPSite(self._http, s.http.host, s.http.port)
+            site = web.TCPSite(self._http, s.http.host, s.http.port, reuse_port=s.http.reuse_port or None)
             await site.start()
             server = site._server
             self.http_port = server.sockets[0].getsockname()[1] if isinstance(server, asyncio.Server) else 0

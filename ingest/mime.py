@@ -116,23 +116,27 @@ def parse_mail(raw: bytes) -> ParsedMail:
     needs: the `email.policy.default` header objects cost ten times as much for nothing we use."""
     msg = BytesParser(policy=_POLICY).parsebytes(raw)
     out = ParsedMail(defects=[type(d).__name__ for d in msg.defects])
-    sender = _addresses(_decoded(msg.get("From")))
+    first: dict[str, str] = {}
+    for name, value in msg.items():  # one pass: Message.get() scans every header on each call
+        first.setdefault(name.lower(), value)
+    get = first.get
+    sender = _addresses(_decoded(get("from")))
     if sender:
         out.from_name, out.from_email = (sender[0][0] or None), sender[0][1].lower()
-    out.to = [a.lower() for _, a in _addresses(_decoded(msg.get("To")))]
-    out.cc = [a.lower() for _, a in _addresses(_decoded(msg.get("Cc")))]
-    subject = msg.get("Subject")
+    out.to = [a.lower() for _, a in _addresses(_decoded(get("to")))]
+    out.cc = [a.lower() for _, a in _addresses(_decoded(get("cc")))]
+    subject = get("subject")
     out.subject = _decoded(subject).strip() if subject is not None else None
-    date = msg.get("Date")
+    date = get("date")
     if date:
         try:
             out.date = parsedate_to_datetime(str(date))
         except (TypeError, ValueError, IndexError):
             out.defects.append("Date: unparseable")
     for name in THREAD_HEADERS:
-        value = msg.get(name)
-        if value is not None:
-            out.headers[name] = _decoded(value).strip()[:2000]
+        found = get(name.lower())
+        if found is not None:
+            out.headers[name] = _decoded(found).strip()[:2000]
     ids = message_ids(out.headers.get("Message-ID"))
     out.message_id = ids[0] if ids else None
     out.in_reply_to = message_ids(out.headers.get("In-Reply-To"))

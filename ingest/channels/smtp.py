@@ -160,4 +160,5 @@ async def start_smtp(handler: SmtpHandler, settings: SmtpSettings) -> asyncio.Se
                     decode_data=False, hostname=settings.hostname, ident="casegate ESMTP",
                     tls_context=ctx, require_starttls=False, loop=loop)
 
-    return await loop.create_server(factory, host=settings.host, port=settings.port)
+    return await loop.create_server(factory, host=settings.host, port=settings.port,
+                                    reuse_port=settings.reuse_port or None)
