@@ -47,7 +47,8 @@ def _to_record(msg: Any) -> Record:
 async def _guarded(what: str, aw: Awaitable[T], seconds: float) -> T:
     """Await `aw` for at most `seconds`; Kafka errors and the timeout become BusUnavailable."""
     try:
-        return await asyncio.wait_for(aw, seconds)
+        async with asyncio.timeout(seconds):  # no extra task per call, unlike wait_for on 3.11
+            return await aw
     except MessageSizeTooLargeError as e:
         raise BusError(f"kafka {what}: {e}") from e  # retrying cannot help
     except (KafkaError, TimeoutError, OSError) as e:

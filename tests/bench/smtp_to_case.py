@@ -299,17 +299,18 @@ class DaemonProcess:
     not open SMTP: its config has `smtp.enabled = false` (it still serves /readyz on its http port)."""
 
     def __init__(self, workdir: Path, settings: dict[str, Any], role: str = "all", profile: Path | None = None,
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", smtp_port: int | None = None, name: str | None = None) -> None:
         self.role = role
-        self.name = "daemon" if role == "all" else role
+        self.name = name or ("daemon" if role == "all" else role)
         self.profile = profile
-        self.smtp_port = 0 if role == "worker" else free_port()
+        self.smtp_port = 0 if role == "worker" else (smtp_port or free_port())
         self.http_port = free_port()
         smtp: dict[str, Any] = ({"enabled": False, "host": "127.0.0.1"} if role == "worker"
-                                else {"host": "127.0.0.1", "port": self.smtp_port})
+                                else {"host": "127.0.0.1", "port": self.smtp_port,
+                                      "reuse_port": smtp_port is not None})
         settings = {**settings, "log_level": log_level, "smtp": smtp,
                     "http": {"host": "127.0.0.1", "port": self.http_port}}
-        self.config_path = workdir / ("casegate.toml" if role == "all" else f"casegate-{role}.toml")
+        self.config_path = workdir / ("casegate.toml" if role == "all" else f"casegate-{self.name}.toml")
         write_toml(self.config_path, settings)
         self.log_path = workdir / f"{self.name}.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -628,11 +629,15 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
             store_url = f"sqlite+aiosqlite:///{(tmp / 'data' / 'cases.db').resolve()}"
         # split: the worker first (it migrates a SQLite store and joins the consumer group), then ingest;
         # the figures are listed ingest first
-        res.procs = [ProcFigures("daemon")] if roles == "one" else [ProcFigures("ingest"), ProcFigures("worker")]
-        for role in ("all",) if roles == "one" else ("worker", "ingest"):
-            name = "daemon" if role == "all" else role
+        # --ingest-processes N > 1: N ingest processes share one SMTP port (smtp.reuse_port)
+        ingests = [("ingest", "ingest" if i == 0 else f"ingest{i + 1}") for i in range(args.ingest_processes)]
+        shared_port = free_port() if len(ingests) > 1 else None
+        plan = [("all", "daemon")] if roles == "one" else [("worker", "worker"), *ingests]
+        res.procs = [ProcFigures(name) for _, name in sorted(plan, key=lambda p: p[0] == "worker")]
+        for role, name in plan:
             profile = args.profile / f"{name}-{config}-{mode}.prof" if args.profile else None
-            daemon = DaemonProcess(tmp, settings, role, profile, args.daemon_log_level)
+            daemon = DaemonProcess(tmp, settings, role, profile, args.daemon_log_level,
+                                   smtp_port=shared_port if role == "ingest" else None, name=name)
             daemons.procs.append(daemon)
             await daemon.start()
             daemon.ready_s = await daemon.wait_ready()
@@ -792,6 +797,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "the overhead lowers every figure, so use it to find hot spots, not for numbers")
     p.add_argument("--daemon-log-level", choices=["debug", "info", "warning", "error"], default="warning",
                    help="the daemon's log_level (default warning; debug logs every worker batch, and costs CPU)")
+    p.add_argument("--ingest-processes", type=int, default=1, metavar="N",
+                   help="split roles: run N ingest processes sharing the SMTP port (smtp.reuse_port); default 1")
     p.add_argument("--data-root", default=".", metavar="DIR",
                    help="where the daemon's data folder is made (default: here; its disk is what is measured)")
     p.add_argument("--keep", action="store_true", help="keep the temp dirs (daemon log, config, SQLite files)")

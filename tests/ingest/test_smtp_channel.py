@@ -63,3 +63,20 @@ async def test_readyz_reports_each_dependency(tmp_path: Path) -> None:
         assert (await p.send(raw))[0] == 451
     finally:
         await p.daemon.stop()
+
+
+async def test_two_ingest_processes_can_share_the_smtp_port(tmp_path: Path) -> None:
+    from tests.services import free_port
+
+    port = free_port()
+    daemons = []
+    try:
+        for _ in range(2):  # a second one would fail with "address in use" without reuse_port
+            settings = settings_for("local-sqlite", tmp_path, smtp={"port": port, "reuse_port": True})
+            daemons.append(await start_pipeline(settings, role="ingest"))
+        assert {p.daemon.smtp_port for p in daemons} == {port}
+        for i in range(6):
+            assert (await daemons[0].send(mail(f"shared {i}")[0]))[0] == 250
+    finally:
+        for p in daemons:
+            await p.daemon.stop()
