@@ -117,6 +117,8 @@ class Worker:
                 good.append((r, self._prepare(r)))
             except (EnvelopeError, PermanentMessageError) as e:
                 dead.append(DeadLetter(r, str(e)))
+            except Exception as e:  # unforeseen: this record goes aside, the line goes on
+                dead.append(DeadLetter(r, f"cannot read record: {type(e).__name__}: {e}"))
         outcomes = await self._record(good, dead)
         for d in dead:
             await self._dead_letter(d)
