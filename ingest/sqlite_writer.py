@@ -1,15 +1,34 @@
 """Group commit into a SQLite file: many concurrent `write()` calls become one transaction, run in
 one dedicated thread; each call returns once its row is committed (durable against kill -9; against
-power loss too with `fsync`). The blob pack uses it; the file is opened on first use."""
+power loss too with `fsync`). The local bus and the blob pack use it; the file is opened on first use.
+
+When a transaction fails, every write waiting at that moment fails with it: the cause (the file
+locked by another process past the busy timeout, a full disk) applies to all of them, and failing
+them at once beats making each batch wait out the timeout in turn."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+
+def open_sqlite(path: Path, schema: str, *, fsync: bool, busy_timeout: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (we say BEGIN ourselves), WAL, the schema made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        conn.executescript(schema)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class WriterError(Exception):
@@ -18,13 +37,15 @@ class WriterError(Exception):
 
 class SqliteWriter:
     def __init__(self, path: Path, schema: str, *, fsync: bool = False, busy_timeout: float = 5.0,
-                 max_batch: int = 512):
+                 max_batch: int = 512, on_commit: Callable[[], None] | None = None):
         self.path = path
         self.schema = schema
         self.fsync = fsync
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch
+        self.on_commit = on_commit
         self.commits = 0
+        """Transactions committed so far (one per group of writes)."""
         self._pending: deque[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = deque()
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
@@ -46,17 +67,9 @@ class SqliteWriter:
         self._wake.set()
         await fut
 
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
-        conn.execute(self.schema)
-        return conn
-
     def _commit(self, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
         if self._conn is None:
-            self._conn = self._open()
+            self._conn = open_sqlite(self.path, self.schema, fsync=self.fsync, busy_timeout=self.busy_timeout)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -82,14 +95,18 @@ class SqliteWriter:
             try:
                 await loop.run_in_executor(self._executor, self._commit, [(s, p) for s, p, _ in batch])
             except (sqlite3.Error, OSError) as e:
-                for _, _, fut in batch:
+                error = WriterError(f"{self.path}: {e}")
+                for _, _, fut in [*batch, *self._pending]:
                     if not fut.done():
-                        fut.set_exception(WriterError(f"{self.path}: {e}"))
+                        fut.set_exception(error)
+                self._pending.clear()
                 continue
             self.commits += 1
             for _, _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
+            if self.on_commit is not None:
+                self.on_commit()
 
     async def close(self) -> None:
         """Finish what is queued, then close the file."""

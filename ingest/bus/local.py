@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import itertools
 import json
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, TypeVar
 
 from config.settings import LocalBusSettings
 from ingest.bus.base import BusError, BusUnavailable, Record
+from ingest.sqlite_writer import SqliteWriter, WriterError, open_sqlite
 
 __all__ = ["LocalBus", "LocalConsumer"]
 
@@ -81,16 +80,19 @@ class LocalBus:
     def __init__(self, path: Path, settings: LocalBusSettings) -> None:
         self.path = Path(path)
         self.settings = settings
-        self.commits = 0
-        """Write transactions the group-commit writer has committed (one per batch of publishes)."""
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        self._pending: deque[tuple[_Row, asyncio.Future[None]]] = deque()
-        self._wake = asyncio.Event()
+        """The reading connection (consumers, offsets, pruning), in its own thread."""
+        self._log = SqliteWriter(self.path, _SCHEMA, fsync=settings.fsync, busy_timeout=settings.busy_timeout,
+                                 max_batch=settings.max_batch, on_commit=self._signal_new_data)
         self._new_data = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._running = False
         self._pruner: asyncio.Task[None] | None = None
-        self._closing = False
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed so far (one per group of publishes)."""
+        return self._log.commits
 
     # -- the database thread -------------------------------------------------------------------
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -104,16 +106,7 @@ class LocalBus:
             raise BusUnavailable(f"local bus {self.path}: {e}") from e
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=self.settings.busy_timeout, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={'FULL' if self.settings.fsync else 'NORMAL'}")
-            conn.executescript(_SCHEMA)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return open_sqlite(self.path, _SCHEMA, fsync=self.settings.fsync, busy_timeout=self.settings.busy_timeout)
 
     @staticmethod
     def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], Any]) -> None:
@@ -128,7 +121,7 @@ class LocalBus:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        if self._writer is not None:
+        if self._running:
             return
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casegate-localbus")
         try:
@@ -139,27 +132,24 @@ class LocalBus:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        self._executor, self._conn, self._closing = executor, conn, False
-        self._wake, self._new_data = asyncio.Event(), asyncio.Event()  # bound to this loop
-        self._writer = asyncio.create_task(self._write_loop(), name="casegate-localbus-writer")
+        self._executor, self._conn, self._running = executor, conn, True
+        self._new_data = asyncio.Event()  # bound to this loop
         if self.settings.retention_hours > 0:
             self._pruner = asyncio.create_task(self._prune_loop(), name="casegate-localbus-pruner")
 
     async def stop(self) -> None:
         """Write every publish already queued, then close the file."""
-        if self._writer is None:
+        if not self._running:
             return
-        self._closing = True
-        self._wake.set()
+        self._running = False
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
             self._pruner = None
         try:
-            await self._writer
+            await self._log.close()
         finally:
-            self._writer = None
             executor, conn = self._executor, self._conn
             self._executor = self._conn = None
             if executor is not None and conn is not None:
@@ -170,50 +160,13 @@ class LocalBus:
     # -- publishing ----------------------------------------------------------------------------
     async def publish(self, topic: str, key: bytes, value: bytes,
                       headers: Sequence[tuple[str, bytes]] = ()) -> None:
-        if self._writer is None or self._closing:
+        if not self._running:
             raise BusUnavailable("local bus is not running")
         row: _Row = (topic, bytes(key), bytes(value), _encode_headers(headers), int(time.time() * 1000))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, fut))
-        self._wake.set()
-        await fut
-
-    async def _write_loop(self) -> None:
         try:
-            while True:
-                if not self._pending:
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                n = min(len(self._pending), self.settings.max_batch)
-                rows = [row for row, _ in itertools.islice(self._pending, n)]
-                try:
-                    await self._run(self._inserter(rows))
-                except Exception as e:  # the writer outlives any failure; the publishers get it
-                    # The cause (lock held elsewhere, disk full, ...) applies to everything queued:
-                    # fail all waiting publishes now rather than one busy_timeout per batch.
-                    self._fail_pending(str(e) if isinstance(e, BusError) else f"local bus: {e!r}")
-                    continue
-                self.commits += 1
-                for _ in range(n):
-                    _, fut = self._pending.popleft()
-                    if not fut.done():
-                        fut.set_result(None)
-                self._signal_new_data()
-        except asyncio.CancelledError:
-            self._fail_pending("local bus writer was cancelled")
-            raise
-
-    def _fail_pending(self, reason: str) -> None:
-        while self._pending:
-            _, fut = self._pending.popleft()
-            if not fut.done():
-                fut.set_exception(BusUnavailable(reason))
-
-    def _inserter(self, rows: list[_Row]) -> Callable[[sqlite3.Connection], None]:
-        return lambda conn: self._transaction(conn, lambda c: c.executemany(_INSERT, rows))
+            await self._log.write(_INSERT, row)
+        except WriterError as e:
+            raise BusUnavailable(f"local bus {e}") from e
 
     def _signal_new_data(self) -> None:
         self._new_data.set()
