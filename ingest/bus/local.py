@@ -1,8 +1,8 @@
 """The embedded bus driver: a durable append-only log in one SQLite file.
 
-This module owns the `local` driver's file format (tables `records` and `group_offsets`), its single
-database thread, the group-commit writer that turns many concurrent `publish()` calls into one
-transaction, and the consumers that read the log for a group. A committed SQLite transaction (WAL
+This module owns the `local` driver's file format (tables `records` and `group_offsets`), its reading
+thread, and the consumers that read the log for a group; publishes go through a `SqliteWriter`, which
+turns many concurrent `publish()` calls into one transaction. A committed SQLite transaction (WAL
 mode) survives kill -9; with `fsync = true` it also survives power loss. Other processes may publish
 into or consume from the same file; consumers in this process are woken at once by a local commit
 and otherwise look again every `poll_interval`.
