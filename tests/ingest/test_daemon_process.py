@@ -29,6 +29,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(http_port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 40) -> None:
+    """Until the process answers /readyz with 200; fails with its log if it dies or takes too long."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("not ready: " + log.read_text(errors="replace")[-2000:])
+
+
 class Proc:
     def __init__(self, folder: Path):
         self.folder = folder
@@ -40,17 +55,7 @@ class Proc:
         self.log = open(self.folder / "daemon.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([CASEGATE, "run"], cwd=self.folder, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            assert self.proc.poll() is None, self.tail()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("daemon not ready: " + self.tail())
+        wait_ready(self.http, self.proc, self.folder / "daemon.log")
 
     def tail(self) -> str:
         return (self.folder / "daemon.log").read_text(errors="replace")[-2000:]

@@ -11,26 +11,11 @@ import smtplib
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
-from tests.ingest.test_daemon_process import CASEGATE
+from tests.ingest.test_daemon_process import CASEGATE, wait_ready
 from tests.pipeline import mail
 from tests.services import Tansu, free_port
-
-
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    end = time.monotonic() + 40
-    while time.monotonic() < end:
-        assert proc.poll() is None, log.read_text()[-2000:]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("not ready: " + log.read_text()[-2000:])
 
 
 def test_ingest_and_worker_processes_on_kafka_and_postgres(tmp_path: Path, tansu: Tansu, pg_db_url: str) -> None:
@@ -62,7 +47,7 @@ def test_ingest_and_worker_processes_on_kafka_and_postgres(tmp_path: Path, tansu
                                  env={**env, "CASEGATE_SMTP__PORT": str(ports[role][0]),
                                       "CASEGATE_HTTP__PORT": str(ports[role][1])})
             procs.append((p, log))
-            _wait_ready(ports[role][1], p, log)
+            wait_ready(ports[role][1], p, log)
         with socket.socket() as s:  # the worker role runs no SMTP server
             assert s.connect_ex(("127.0.0.1", ports["worker"][0])) != 0
         raw, first = mail("Distributed printer fire")
