@@ -68,6 +68,8 @@ class Worker:
         self.dead_letter_topic = dead_letter_topic
         self.processed = 0
         self.dead_lettered = 0
+        self._unfinished: list[Record] = []
+        """A batch whose processing or offset commit failed: retried as it is, never skipped."""
 
     async def run(self, stopping: asyncio.Event, *, drain_until: float | None = None) -> None:
         """Consume until `stopping` is set; the batch in hand is finished and committed first. With
@@ -89,17 +91,24 @@ class Worker:
                 delay = min(delay * 2, self.settings.retry_max)
 
     async def run_once(self) -> int:
-        """One poll, process and commit; returns how many records it handled."""
+        """One poll, process and commit; returns how many records it handled. A batch that failed
+        (temporary error) is taken again as it is: the consumer has already moved past it."""
+        records = self._unfinished or await self._poll()
+        self._unfinished = records
+        if records:
+            await self.process(records)
+            await self.consumer.commit(records)
+        self._unfinished = []
+        return len(records)
+
+    async def _poll(self) -> list[Record]:
         size = self.settings.batch_size
         records = await self.consumer.poll(size, self.settings.poll_timeout)
         if records and len(records) < size and self.settings.linger > 0:
             # a few more milliseconds buy a fuller batch: one transaction instead of many small ones
             await asyncio.sleep(self.settings.linger)
             records += await self.consumer.poll(size - len(records), 0)
-        if records:
-            await self.process(records)
-            await self.consumer.commit(records)
-        return len(records)
+        return records
 
     async def run_until_idle(self, idle_polls: int = 2) -> None:
         """Process until the bus has nothing more (for tests and `dlq replay`)."""

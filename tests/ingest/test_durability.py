@@ -207,3 +207,20 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         await db.dispose()
         await ingest.daemon.stop()
 
+
+
+async def test_a_batch_that_failed_for_a_while_is_processed_after_recovery_not_skipped(tmp_path: Path) -> None:
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path, store={"sqlite_busy_timeout": 0.2},
+                                          worker={"retry_initial": 0.1, "retry_max": 0.2}))
+    try:
+        store = sqlite3.connect(p.settings.data_path / "cases.db", isolation_level=None)
+        store.execute("BEGIN EXCLUSIVE")  # the case store cannot be written: a temporary failure
+        for i in range(3):
+            assert (await p.send(mail(f"during the store outage {i}")[0]))[0] == 250
+        await asyncio.sleep(1.0)  # the worker polled these records, failed, and retried several times
+        store.execute("ROLLBACK")
+        store.close()
+        cases = await p.wait_for(lambda cs: len(cs) == 3, timeout=15)
+        assert sorted(c["Subject"] for c in cases) == [f"during the store outage {i}" for i in range(3)]
+    finally:
+        await p.daemon.stop()
