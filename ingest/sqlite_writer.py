@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,19 @@ def open_sqlite(path: Path, schema: str, *, fsync: bool, busy_timeout: float) ->
         conn.close()
         raise
     return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE (take the write lock now, waiting up to the busy timeout) ... COMMIT, or ROLLBACK."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class WriterError(Exception):
@@ -70,16 +84,9 @@ class SqliteWriter:
     def _commit(self, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
         if self._conn is None:
             self._conn = open_sqlite(self.path, self.schema, fsync=self.fsync, busy_timeout=self.busy_timeout)
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn) as conn:
             for sql, params in rows:
                 conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     async def _run(self) -> None:
         assert self._wake is not None

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from config.settings import LocalBusSettings
 from ingest.bus.base import BusError, BusUnavailable, Record
-from ingest.sqlite_writer import SqliteWriter, WriterError, open_sqlite
+from ingest.sqlite_writer import SqliteWriter, WriterError, open_sqlite, write_transaction
 
 __all__ = ["LocalBus", "LocalConsumer"]
 
@@ -108,17 +108,6 @@ class LocalBus:
     def _open(self) -> sqlite3.Connection:
         return open_sqlite(self.path, _SCHEMA, fsync=self.settings.fsync, busy_timeout=self.settings.busy_timeout)
 
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], Any]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            body(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         if self._running:
@@ -191,13 +180,9 @@ class LocalBus:
 
         def delete(conn: sqlite3.Connection) -> int:
             gone = 0
-
-            def body(c: sqlite3.Connection) -> None:
-                nonlocal gone
+            with write_transaction(conn) as c:
                 for (topic,) in c.execute("SELECT DISTINCT topic FROM group_offsets").fetchall():
                     gone += c.execute(_PRUNE, (topic, older_than_ms, topic)).rowcount
-
-            self._transaction(conn, body)
             return gone
 
         return await self._run(delete)
@@ -216,8 +201,11 @@ class LocalBus:
         return int(row[0]) if row else 0
 
     async def _commit_offset(self, group: str, topic: str, next_offset: int) -> None:
-        await self._run(lambda c: self._transaction(
-            c, lambda c2: c2.execute(_COMMIT_OFFSET, (group, topic, next_offset))))
+        def commit(conn: sqlite3.Connection) -> None:
+            with write_transaction(conn) as c:
+                c.execute(_COMMIT_OFFSET, (group, topic, next_offset))
+
+        await self._run(commit)
 
 
 class LocalConsumer:
