@@ -176,3 +176,12 @@ def test_bad_configuration_stops_the_daemon_with_exit_2_naming_the_key(tmp_path:
     r = subprocess.run([CASEGATE, "run"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
                        env={**os.environ, "CASEGATE_BUS__DRIVER": "rabbit"})
     assert r.returncode == 2 and "bus.driver (from CASEGATE_BUS__DRIVER)" in r.stderr
+
+
+def test_dlq_commands_through_the_cli(proc: Proc) -> None:
+    listed = proc.cli("dlq", "list")
+    assert listed.returncode == 0 and "(0 dead letters waiting)" in listed.stdout, listed.stderr
+    as_json = proc.cli("dlq", "list", "--json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout) == []
+    replayed = proc.cli("dlq", "replay")
+    assert replayed.returncode == 0 and "replayed 0 dead letters onto casegate.in" in replayed.stdout
