@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,14 +45,6 @@ SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'cases.db'}"
-    url: str = request.getfixturevalue("pg_db_url")
-    return url
-
-
 @pytest.fixture
 async def db(store_url: str) -> AsyncIterator[Database]:
     """A migrated case store whose pool allows several connections at once."""

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select
@@ -27,14 +26,6 @@ from store.models import Base, Counter
 from store.owners import ensure_owners
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'cases.db'}"
-    url: str = request.getfixturevalue("pg_db_url")
-    return url
 
 
 def on_sync_connection(url: str, fn: Callable[[Connection], T]) -> T:
