@@ -4,9 +4,11 @@ redelivery, poison messages to the dead-letter topic (and back with `dlq replay`
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -134,6 +136,18 @@ async def _work_off(settings: Settings, db: Database) -> Worker:
     return w
 
 
+@asynccontextmanager
+async def _ingest_only(settings: Settings) -> AsyncIterator[tuple[Pipeline, Database]]:
+    """An ingest-only daemon (no worker: the test drives workers itself) and the case store."""
+    ingest = await start_pipeline(settings, role="ingest")
+    db = await open_store(settings)
+    try:
+        yield ingest, db
+    finally:
+        await db.dispose()
+        await ingest.daemon.stop()
+
+
 async def _close(w: Worker) -> None:
     await w.consumer.stop()
     await w.bus.stop()
@@ -143,9 +157,7 @@ async def _close(w: Worker) -> None:
 async def test_redelivery_after_a_crash_between_database_and_offset_commit_is_a_no_op(
         deployment_settings: Callable[..., Settings]) -> None:
     settings = deployment_settings()
-    ingest = await start_pipeline(settings, role="ingest")
-    db = await open_store(settings)
-    try:
+    async with _ingest_only(settings) as (ingest, db):
         for i in range(3):
             assert (await ingest.send(mail(f"m{i}", sender=f"c{i}@example.org")[0]))[0] == 250
         first = await _worker(settings, db)
@@ -162,21 +174,14 @@ async def test_redelivery_after_a_crash_between_database_and_offset_commit_is_a_
         second = await _work_off(settings, db)
         assert second.processed == 3  # redelivered
         assert await _counts(db) == (3, 3, 3)
-    finally:
-        await db.dispose()
-        await ingest.daemon.stop()
 
 
 async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_can(
         deployment_settings: Callable[..., Settings]) -> None:
     settings = deployment_settings()
-    ingest = await start_pipeline(settings, role="ingest")
-    db = await open_store(settings)
-    try:
+    async with _ingest_only(settings) as (ingest, db):
         bus = ingest.daemon.bus
         raw_missing = b"From: late@example.org\r\nSubject: blob not there yet\r\n\r\nbody\r\n"
-        import hashlib
-
         missing_sha = hashlib.sha256(raw_missing).hexdigest()
         claim = Envelope(channel="email", external_id="<late@example.org>", conversation_key="late@example.org",
                          sender=Sender(email="late@example.org"), subject="blob not there yet",
@@ -203,9 +208,6 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         assert await _counts(db) == (2, 2, 2)
         assert w.dead_lettered == 1  # schema 99 still cannot be read: back in the dead-letter topic
         assert [d["error"] for d in await list_dead_letters(settings)] == [errors[1]]
-    finally:
-        await db.dispose()
-        await ingest.daemon.stop()
 
 
 
