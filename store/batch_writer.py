@@ -100,7 +100,7 @@ class BatchWriter:
 
     # cases ----------------------------------------------------------------------------------------
     def open_case(self, m: InboundMessage, route: RoutingAddress | None,
-                  contact: ContactRef | None) -> tuple[str, CaseState]:
+                  contact: ContactRef | None) -> CaseState:
         case_id = new_id("Case")
         origin = route.origin if route else ORIGIN_OF_CHANNEL.get(m.channel, m.channel.title())
         self._cases[case_id] = {
@@ -117,7 +117,7 @@ class BatchWriter:
         }
         via = f" via {route.address}" if route else ""
         self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}")
-        return case_id, CaseState(case_id, "", DEFAULT_STATUS, False, None)
+        return CaseState(case_id, "", DEFAULT_STATUS, False, None)
 
     def set_owner(self, case_id: str, owner_id: str, owner_ref: str, why: str) -> None:
         self._cases[case_id]["OwnerId"] = owner_id
@@ -173,11 +173,12 @@ class BatchWriter:
             "RelatedRecordId": related, "Seq": len(self._feed), "CreatedDate": self.now,
         })
 
-    def add_ledger(self, m: InboundMessage, outcome: str, rule: str | None, case_id: str | None) -> None:
+    def add_ledger(self, m: InboundMessage, outcome: str, rule: str | None, case_id: str | None,
+                   email_id: str | None) -> None:
         self._ledger.append({
             "Channel": m.channel, "ExternalId": ledger_key(m)[1], "EnvelopeId": m.envelope_id,
             "Outcome": outcome, "Rule": rule, "CaseId": case_id,
-            "EmailMessageId": self._emails[-1]["Id"] if self._emails and case_id else None,
+            "EmailMessageId": email_id,
             "ReceivedAt": m.received_at, "ProcessedAt": self.now,
         })
 

@@ -97,11 +97,12 @@ class CaseService:
             email_id = writer.add_message(state.id, m, contact)
             writer.add_feed(state.id, "ThreadingRule", body=f"{m.channel} message threaded by {rule}",
                             related=email_id)
-            writer.add_ledger(m, "threaded", rule, state.id)
+            writer.add_ledger(m, "threaded", rule, state.id, email_id)
             matcher.remember(m, state)
             return Outcome(m.channel, m.external_id, "threaded", state.id, state.number, rule)
         route = self.policy.routing_for(m.recipients)
-        case_id, state = writer.open_case(m, route, contact)
+        state = writer.open_case(m, route, contact)
+        case_id = state.id
         route_owner = route.owner if route and route.owner else None
         owner = assign(self.policy.rules.assignment, route_owner or self.policy.rules.default_owner,
                        CaseFacts(origin=route.origin if route else None,
@@ -117,7 +118,7 @@ class CaseService:
         writer.set_owner(case_id, self.policy.owner_ids[owner.owner], owner.owner, why)
         email_id = writer.add_message(case_id, m, contact)
         writer.set_source(case_id, email_id)
-        writer.add_ledger(m, "created", "new", case_id)
+        writer.add_ledger(m, "created", "new", case_id, email_id)
         matcher.remember(m, state)
         return Outcome(m.channel, m.external_id, "created", case_id, None, "new")
 

@@ -25,7 +25,3 @@ PREFIX = {
 def new_id(obj: str) -> str:
     """A fresh id for an object named as in `PREFIX` (e.g. `new_id("Case")` → `500…`)."""
     return PREFIX[obj] + secrets.token_bytes(15).translate(_TABLE).decode()
-
-
-def is_queue_id(record_id: str) -> bool:
-    return record_id.startswith(PREFIX["Queue"])
