@@ -3,11 +3,13 @@ build the envelope, publish it keyed by conversation, return only when the bus h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingest.blobs import BlobStore
 from ingest.bus import Bus
-from ingest.envelope import Envelope, encode
+from ingest.envelope import AttachmentRef, Envelope, encode
+from ingest.mime import MailPart
 
 
 @dataclass(frozen=True)
@@ -16,8 +18,19 @@ class Publisher:
     blobs: BlobStore
     topic: str
 
+    async def claim(self, raw: bytes, parts: Sequence[MailPart] = ()) -> tuple[str, tuple[AttachmentRef, ...]]:
+        """Store the raw original and each part; returns the raw's sha256 and the attachment references
+        for the envelope. Raises BlobStoreError when the blob store cannot take them."""
+        raw_sha = await self.blobs.put(raw)
+        refs = []
+        for part in parts:
+            sha = await self.blobs.put(part.data)
+            refs.append(AttachmentRef(name=part.name, content_type=part.content_type, size=len(part.data),
+                                      sha256=sha, content_id=part.content_id, inline=part.inline))
+        return raw_sha, tuple(refs)
+
     async def publish(self, envelope: Envelope) -> None:
-        """Raises BusUnavailable or BlobStoreError when the hand-off is not durable."""
+        """Returns once the bus has the envelope durably; raises BusError otherwise."""
         await self.bus.publish(self.topic, envelope.conversation_key.encode(), encode(envelope),
                                headers=[("channel", envelope.channel.encode()),
                                         ("external-id", envelope.external_id.encode()[:512])])

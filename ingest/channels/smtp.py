@@ -9,7 +9,6 @@ shutting down. STARTTLS is offered when a certificate is configured.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ssl
 from collections.abc import Collection
 
@@ -114,20 +113,13 @@ class SmtpHandler:
         else:
             parsed = parse_mail(raw)
         try:
-            blobs = self.publisher.blobs
-            raw_sha = await blobs.put(raw)
-            attachments = []
-            for part in parsed.parts:
-                sha = await blobs.put(part.data)
-                attachments.append(AttachmentRef(name=part.name, content_type=part.content_type,
-                                                 size=len(part.data), sha256=sha, content_id=part.content_id,
-                                                 inline=part.inline))
+            raw_sha, attachments = await self.publisher.claim(raw, parsed.parts)
             env = mail_to_envelope(raw_sha, smtp_envelope.mail_from or "",
-                                   tuple(a.lower() for a in smtp_envelope.rcpt_tos), tuple(attachments), parsed)
+                                   tuple(a.lower() for a in smtp_envelope.rcpt_tos), attachments, parsed)
             await self.publisher.publish(env)
         except (BusError, BlobStoreError) as e:  # not durable: the MTA keeps the mail and retries
-            log.warning("smtp.tempfail", channel="email", reason=str(e),
-                        raw_sha256=hashlib.sha256(raw).hexdigest()[:16])
+            log.warning("smtp.tempfail", channel="email", reason=str(e), external_id=parsed.message_id,
+                        size=len(raw))
             return TEMPFAIL
         log.info("smtp.accepted", channel="email", external_id=env.external_id, envelope_id=env.id,
                  size=len(raw))
