@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import secrets
 import signal
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import structlog
 from aiohttp import web
@@ -28,6 +30,7 @@ from store.migrate import current_revision, head_revision, upgrade
 from store.owners import ensure_owners
 
 log = structlog.get_logger("casegate.daemon")
+T = TypeVar("T")
 ROLES = ("all", "ingest", "worker")
 
 
@@ -103,18 +106,23 @@ class Daemon:
         self.http_port = 0
 
     async def start(self) -> None:
-        s = self.settings
+        """Open the store and the bus, then start the roles; any failure undoes what was started and
+        becomes a StartupError saying what to fix."""
         try:
-            self.blobs.ping()
-            if self.work:
-                self.db = await open_store(s)
-            await self.bus.start()
-        except StartupError:
-            await self._close_resources()
-            raise
+            await self._start()
         except Exception as e:
-            await self._close_resources()
+            await self.stop()
+            if isinstance(e, StartupError):
+                raise
             raise StartupError(f"cannot start: {type(e).__name__}: {e}") from e
+
+    async def _start(self) -> None:
+        s = self.settings
+        self.blobs.ping()
+        if self.work:
+            self.db = await open_store(s)
+        await self.bus.start()
+
         async def blobs_ready() -> None:
             self.blobs.ping()
 
@@ -126,13 +134,13 @@ class Daemon:
         if self.ingest and s.smtp.enabled:
             publisher = Publisher(self.bus, self.blobs, s.bus.topic)
             self.smtp = SmtpHandler(publisher, [r.address for r in s.routing], s.smtp)
-            self._smtp_server = await start_smtp(self.smtp, s.smtp)
+            self._smtp_server = await _listen("smtp", s.smtp.host, s.smtp.port, start_smtp(self.smtp, s.smtp))
             self.smtp_port = self._smtp_server.sockets[0].getsockname()[1]
         if s.http.enabled:
             self._http = web.AppRunner(health_app(checks), access_log=None)
             await self._http.setup()
             site = web.TCPSite(self._http, s.http.host, s.http.port, reuse_port=s.http.reuse_port or None)
-            await site.start()
+            await _listen("http", s.http.host, s.http.port, site.start())
             server = site._server
             self.http_port = server.sockets[0].getsockname()[1] if isinstance(server, asyncio.Server) else 0
         log.info("daemon.started", ingest=self.ingest, worker=self.work, smtp_port=self.smtp_port,
@@ -194,6 +202,14 @@ class Daemon:
         if self._worker_task is not None and self._worker_task.done() and not done.is_set():
             log.error("daemon.worker_died", error=repr(self._worker_task.exception()))
         await self.stop()
+
+
+async def _listen(section: str, host: str, port: int, opening: Awaitable[T]) -> T:
+    try:
+        return await opening
+    except OSError as e:
+        raise StartupError(f"cannot listen on {host}:{port} ({section}.host / {section}.port): "
+                           f"{e.strerror or e}") from e
 
 
 def _group(settings: Settings) -> str:

@@ -185,3 +185,15 @@ def test_dlq_commands_through_the_cli(proc: Proc) -> None:
     assert as_json.returncode == 0 and json.loads(as_json.stdout) == []
     replayed = proc.cli("dlq", "replay")
     assert replayed.returncode == 0 and "replayed 0 dead letters onto casegate.in" in replayed.stdout
+
+
+def test_a_port_in_use_stops_the_daemon_with_exit_2_naming_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([CASEGATE, "run"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                           env={**os.environ, "CASEGATE_SMTP__PORT": str(port), "CASEGATE_HTTP__PORT": "0"})
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port} (smtp.host / smtp.port)" in r.stderr
+    assert "Traceback" not in r.stderr
