@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ingest.sqlite_writer import SqliteWriter, WriterError
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID"
+PACK_SCHEMA = "CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID"
 _INSERT = "INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?, ?)"
 
 
@@ -34,7 +34,7 @@ class BlobStore:
         self.root = root
         self.fsync = fsync
         self.pack_max_size = pack_max_size
-        self._pack = SqliteWriter(root / "pack.db", _SCHEMA, fsync=fsync, busy_timeout=busy_timeout)
+        self._pack = SqliteWriter(root / "pack.db", PACK_SCHEMA, fsync=fsync, busy_timeout=busy_timeout)
         self._reader: sqlite3.Connection | None = None
         self._made: set[Path] = set()
         """Fan-out folders known to exist: one mkdir per folder, not one per blob."""

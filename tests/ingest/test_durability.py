@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from config import Settings
-from ingest.blobs import BlobStore
+from ingest.blobs import PACK_SCHEMA, BlobStore
 from ingest.bus import open_bus
 from ingest.daemon import make_worker, open_store
 from ingest.dead_letters import list_dead_letters, replay_dead_letters
@@ -88,7 +88,7 @@ async def test_blob_pack_locked_answers_451(deployment_settings: Callable[..., S
     try:
         p.settings.blob_path.mkdir(parents=True, exist_ok=True)
         holder = sqlite3.connect(p.settings.blob_path / "pack.db", isolation_level=None)
-        holder.execute("CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID")
+        holder.execute(PACK_SCHEMA)
         holder.execute("BEGIN EXCLUSIVE")  # another process holds the pack: no blob can be written
         raw, _ = mail("no blob store")
         assert (await p.send(raw))[0] == 451
