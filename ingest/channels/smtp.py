@@ -19,8 +19,7 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from config import SmtpSettings
 from ingest.blobs import BlobStoreError
 from ingest.bus import BusError
-from ingest.envelope import AttachmentRef, Envelope, Sender
-from ingest.mime import ParsedMail, parse_mail
+from ingest.mail_handoff import hand_off_mail
 from ingest.publisher import Publisher
 
 log = structlog.get_logger("casegate.smtp")
@@ -28,32 +27,6 @@ log = structlog.get_logger("casegate.smtp")
 REFUSED_RCPT = "550 5.1.1 Recipient address rejected: not a support address of this server"
 TEMPFAIL = "451 4.3.0 Temporary ingestion failure, try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
-_PARSE_IN_THREAD = 1024 * 1024
-MAX_BODY_CHARS = 131072  # EmailMessage.TextBody / HtmlBody in Salesforce
-
-
-def _bounded(body: str | None) -> str | None:
-    """Bodies travel on the bus up to the EmailMessage limit; the raw original keeps the rest."""
-    return body[:MAX_BODY_CHARS] if body is not None else None
-
-
-def mail_to_envelope(raw_sha: str, mail_from: str, recipients: tuple[str, ...],
-                     attachments: tuple[AttachmentRef, ...], parsed: ParsedMail) -> Envelope:
-    sender_email = parsed.from_email or (mail_from.lower() if "@" in mail_from else None)
-    return Envelope(
-        channel="email",
-        external_id=parsed.message_id or f"sha256:{raw_sha}",
-        conversation_key=sender_email or f"sha256:{raw_sha}",
-        sender=Sender(name=parsed.from_name, email=sender_email),
-        recipients=recipients, subject=parsed.subject, text=_bounded(parsed.text), html=_bounded(parsed.html),
-        headers={**parsed.headers, "To": ", ".join(parsed.to), "Cc": ", ".join(parsed.cc),
-                 **({"Date": parsed.date.isoformat()} if parsed.date else {})},
-        attachments=attachments, raw_sha256=raw_sha,
-        meta={"mail_from": mail_from[:320], "raw_headers": parsed.headers_text,
-              **({"truncated": "body"} if any(len(b or "") > MAX_BODY_CHARS for b in (parsed.text, parsed.html))
-                 else {}),
-              **({"defects": "; ".join(parsed.defects)[:500]} if parsed.defects else {})},
-    )
 
 
 class SmtpHandler:
@@ -108,18 +81,11 @@ class SmtpHandler:
 
     async def _hand_off(self, smtp_envelope: SmtpEnvelope) -> str:
         raw = smtp_envelope.original_content or b""
-        if len(raw) > _PARSE_IN_THREAD:
-            parsed = await asyncio.to_thread(parse_mail, raw)
-        else:
-            parsed = parse_mail(raw)
         try:
-            raw_sha, attachments = await self.publisher.claim(raw, parsed.parts)
-            env = mail_to_envelope(raw_sha, smtp_envelope.mail_from or "",
-                                   tuple(a.lower() for a in smtp_envelope.rcpt_tos), attachments, parsed)
-            await self.publisher.publish(env)
+            env = await hand_off_mail(self.publisher, raw, smtp_envelope.mail_from or "",
+                                      tuple(a.lower() for a in smtp_envelope.rcpt_tos))
         except (BusError, BlobStoreError) as e:  # not durable: the MTA keeps the mail and retries
-            log.warning("smtp.tempfail", channel="email", reason=str(e), external_id=parsed.message_id,
-                        size=len(raw))
+            log.warning("smtp.tempfail", channel="email", reason=str(e), size=len(raw))
             return TEMPFAIL
         log.info("smtp.accepted", channel="email", external_id=env.external_id, envelope_id=env.id,
                  size=len(raw))

@@ -1,0 +1,52 @@
+"""The hand-off every mail channel (SMTP, IMAP) makes for one received message: parse it, store the raw
+original and its parts, build the envelope and publish it. Returns only once the bus has it durably;
+raises BusError or BlobStoreError otherwise (the channel then leaves the mail with its sender)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ingest.envelope import AttachmentRef, Envelope, Sender
+from ingest.mime import ParsedMail, parse_mail
+from ingest.publisher import Publisher
+
+PARSE_IN_THREAD = 1024 * 1024
+"""Messages larger than this are parsed in a worker thread so the event loop keeps serving."""
+MAX_BODY_CHARS = 131072  # EmailMessage.TextBody / HtmlBody in Salesforce
+
+
+def _bounded(body: str | None) -> str | None:
+    """Bodies travel on the bus up to the EmailMessage limit; the raw original keeps the rest."""
+    return body[:MAX_BODY_CHARS] if body is not None else None
+
+
+def mail_to_envelope(raw_sha: str, mail_from: str, recipients: tuple[str, ...],
+                     attachments: tuple[AttachmentRef, ...], parsed: ParsedMail,
+                     meta: dict[str, str] | None = None) -> Envelope:
+    """The envelope of one mail; `meta` adds channel facts (e.g. the IMAP mailbox and UID)."""
+    sender_email = parsed.from_email or (mail_from.lower() if "@" in mail_from else None)
+    return Envelope(
+        channel="email",
+        external_id=parsed.message_id or f"sha256:{raw_sha}",
+        conversation_key=sender_email or f"sha256:{raw_sha}",
+        sender=Sender(name=parsed.from_name, email=sender_email),
+        recipients=recipients, subject=parsed.subject, text=_bounded(parsed.text), html=_bounded(parsed.html),
+        headers={**parsed.headers, "To": ", ".join(parsed.to), "Cc": ", ".join(parsed.cc),
+                 **({"Date": parsed.date.isoformat()} if parsed.date else {})},
+        attachments=attachments, raw_sha256=raw_sha,
+        meta={"mail_from": mail_from[:320], "raw_headers": parsed.headers_text,
+              **({"truncated": "body"} if any(len(b or "") > MAX_BODY_CHARS for b in (parsed.text, parsed.html))
+                 else {}),
+              **({"defects": "; ".join(parsed.defects)[:500]} if parsed.defects else {}),
+              **(meta or {})},
+    )
+
+
+async def hand_off_mail(publisher: Publisher, raw: bytes, mail_from: str, recipients: tuple[str, ...],
+                        meta: dict[str, str] | None = None) -> Envelope:
+    """Parse, claim the blobs, publish; the published envelope. Raises BusError / BlobStoreError."""
+    parsed = await asyncio.to_thread(parse_mail, raw) if len(raw) > PARSE_IN_THREAD else parse_mail(raw)
+    raw_sha, attachments = await publisher.claim(raw, parsed.parts)
+    envelope = mail_to_envelope(raw_sha, mail_from, recipients, attachments, parsed, meta)
+    await publisher.publish(envelope)
+    return envelope
