@@ -79,7 +79,8 @@ def owner_refs(settings: Settings) -> set[str]:
 async def make_worker(settings: Settings, db: Database, bus: Bus, blobs: BlobStore) -> Worker:
     """A worker on `bus` writing to `db`, its consumer started and the configured owners resolved."""
     owners = await ensure_owners(db, owner_refs(settings))
-    policy = CasePolicy({r.address: r for r in settings.routing}, settings.rules, owners, thread_secret(settings))
+    policy = CasePolicy({r.address: r for r in settings.routing}, settings.rules, owners, thread_secret(settings),
+                        settings.loops, settings.outbound)
     consumer = bus.consumer(_group(settings), settings.bus.topic)
     await consumer.start()
     return Worker(bus, consumer, CaseService(db, policy), blobs, settings.worker, settings.bus.dead_letter_topic)

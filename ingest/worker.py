@@ -48,6 +48,8 @@ def to_inbound(env: Envelope) -> InboundMessage:
         raw_sha256=env.raw_sha256,
         attachments=tuple(InboundAttachment(a.name, a.content_type, a.size, a.sha256, a.content_id, a.inline)
                           for a in env.attachments),
+        auto=env.auto, auto_reason=env.meta.get("auto_reason"),
+        bounced_message_ids=tuple(message_ids(env.meta.get("bounced_message_ids"))),
     )
 
 

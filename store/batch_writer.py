@@ -4,11 +4,11 @@ feed entries and ledger rows. Used only inside the case service's transaction.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, delete, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from config import RoutingAddress
@@ -26,12 +26,15 @@ from store.models import (
     Contact,
     Counter,
     EmailMessage,
+    Outbox,
     ProcessedMessage,
     ThreadReference,
 )
+from store.outbound_mail import compose
 
-LIMITS = {"subject": 255, "description": 32000, "supplied": 80, "phone": 40, "body": 131072, "headers": 32000,
-          "email_subject": 3000, "address": 4000, "from": 1000, "message_id": 765, "feed": 255, "key": 320}
+LIMITS = {"reason": 1000, "subject": 255, "description": 32000, "supplied": 80, "phone": 40, "body": 131072,
+          "headers": 32000, "email_subject": 3000, "address": 4000, "from": 1000, "message_id": 765, "feed": 255,
+          "key": 320}
 ORIGIN_OF_CHANNEL = {"email": "Email", "web": "Web", "phone": "Phone", "api": "Web"}
 
 
@@ -64,6 +67,10 @@ class BatchWriter:
         self._feed: list[dict[str, Any]] = []
         self._ledger: list[dict[str, Any]] = []
         self._contact_of: dict[str, ContactRef | None] = {}
+        self._outbound: list[tuple[CaseState, str, RoutingAddress, InboundMessage, str, str]] = []
+        self._outbox: list[dict[str, Any]] = []
+        self._replaced: set[tuple[str, str]] = set()
+        self._bounced: set[str] = set()
 
     # contacts -----------------------------------------------------------------------------------
     def resolve_contacts(self, messages: Sequence[InboundMessage]) -> dict[str, ContactRef | None]:
@@ -100,7 +107,7 @@ class BatchWriter:
 
     # cases ----------------------------------------------------------------------------------------
     def open_case(self, m: InboundMessage, route: RoutingAddress | None,
-                  contact: ContactRef | None) -> CaseState:
+                  contact: ContactRef | None, parent: CaseState | None = None) -> CaseState:
         case_id = new_id("Case")
         origin = route.origin if route else ORIGIN_OF_CHANNEL.get(m.channel, m.channel.title())
         self._cases[case_id] = {
@@ -113,11 +120,13 @@ class BatchWriter:
             "SuppliedName": _cut(m.sender_name, "supplied"), "SuppliedEmail": _cut(m.sender_email, "supplied"),
             "SuppliedPhone": _cut(m.sender_phone, "phone"), "ConversationKey": _cut(m.conversation_key, "key"),
             "RoutingAddress": _cut(route.address, "key") if route else None,
+            "ParentId": parent.id if parent else None,
             "CreatedDate": self.now, "LastModifiedDate": self.now,
         }
         via = f" via {route.address}" if route else ""
-        self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}")
-        return CaseState(case_id, "", DEFAULT_STATUS, False, None)
+        follow_up = f"; follow-up of closed case {parent.number}" if parent else ""
+        self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}{follow_up}")
+        return CaseState(case_id, "", DEFAULT_STATUS, False, None, m.conversation_key)
 
     def set_owner(self, case_id: str, owner_id: str, owner_ref: str, why: str) -> None:
         self._cases[case_id]["OwnerId"] = owner_id
@@ -174,27 +183,89 @@ class BatchWriter:
         })
 
     def add_ledger(self, m: InboundMessage, outcome: str, rule: str | None, case_id: str | None,
-                   email_id: str | None) -> None:
+                   email_id: str | None, reason: str | None = None) -> None:
         self._ledger.append({
             "Channel": m.channel, "ExternalId": ledger_key(m)[1], "EnvelopeId": m.envelope_id,
-            "Outcome": outcome, "Rule": rule, "CaseId": case_id,
-            "EmailMessageId": email_id,
-            "ReceivedAt": m.received_at, "ProcessedAt": self.now,
+            "Outcome": outcome, "Rule": rule, "Reason": _cut(reason, "reason"), "CaseId": case_id,
+            "EmailMessageId": email_id, "Sender": _cut(email_key(m.sender_email) or m.conversation_key, "key"),
+            "Subject": _cut(m.subject, "subject"), "MessageIdentifier": _cut(m.message_id, "message_id"),
+            "RawSha256": m.raw_sha256, "ReceivedAt": m.received_at, "ProcessedAt": self.now,
         })
+
+    def replace_ledger(self, keys: Collection[tuple[str, str]]) -> None:
+        """These messages were dead-lettered before: their new outcome replaces that row."""
+        self._replaced.update(keys)
+
+    def outgoing(self, message_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Our own stored outgoing EmailMessages among these Message-IDs → (EmailMessage Id, case Id)."""
+        return lookups.outgoing_emails(self.s, set(message_ids)) if message_ids else {}
+
+    def mark_bounced(self, email_id: str) -> None:
+        self._bounced.add(email_id)
+
+    def queue_mail(self, state: CaseState, kind: str, route: RoutingAddress, m: InboundMessage,
+                   token: str, hostname: str) -> None:
+        """An acknowledgement or notice to the sender of `m`, composed at flush (once the case has
+        its number), stored as an outgoing EmailMessage and queued in the outbox."""
+        self._outbound.append((state, kind, route, m, token, hostname))
 
     # the writes ----------------------------------------------------------------------------------
     def flush(self) -> dict[str, str]:
         """Write everything gathered; returns the CaseNumber given to each new case."""
         numbers = self._number_cases()
+        self._compose_outbound(numbers)
+        if self._replaced:
+            table = Base.metadata.tables[ProcessedMessage.__tablename__]
+            self.s.execute(delete(table).where(table.c.Channel == bindparam("c"),
+                                               table.c.ExternalId == bindparam("e")),
+                           [{"c": c, "e": e} for c, e in self._replaced])
+        if self._bounced:
+            table = Base.metadata.tables[EmailMessage.__tablename__]
+            self.s.execute(update(table).where(table.c.Id == bindparam("b_id")).values(IsBounced=True),
+                           [{"b_id": i} for i in self._bounced])
         for model, rows in ((Contact, self._contacts), (Case, list(self._cases.values())),
                             (EmailMessage, self._emails), (Attachment, self._attachments),
-                            (CaseFeed, self._feed), (ProcessedMessage, self._ledger)):
+                            (CaseFeed, self._feed), (ProcessedMessage, self._ledger), (Outbox, self._outbox)):
             if rows:  # Core executemany: one statement for all rows, no ORM unit-of-work per row
                 self.s.execute(insert(Base.metadata.tables[model.__tablename__]), rows)
         if self._refs:
             self.s.execute(self._insert_ignoring_duplicates(), list(self._refs.values()))
         self._update_cases()
         return numbers
+
+    def _compose_outbound(self, numbers: dict[str, str]) -> None:
+        for state, kind, route, m, token, hostname in self._outbound:
+            number = numbers.get(state.id) or state.number
+            to = email_key(m.sender_email)
+            if not to:
+                continue
+            try:
+                mail = compose(route, kind, case_number=number, thread_token=token, to_email=to,
+                               to_name=m.sender_name, subject=m.subject, in_reply_to=m.message_id,
+                               references=m.references, hostname=hostname, now=self.now)
+            except ValueError as e:  # an address the mail library will not write: no mail, say why
+                self.add_feed(state.id, "OutboundMail", body=_cut(f"{kind} not sent: {e}", "feed"))
+                continue
+            email_id = new_id("EmailMessage")
+            self._emails.append({
+                "Id": email_id, "ParentId": state.id, "Incoming": False, "Status": "3",
+                "FromAddress": route.address, "FromName": None, "ToAddress": _cut(to, "address"),
+                "CcAddress": None, "Subject": _cut(mail.subject, "email_subject"), "TextBody": _cut(mail.text, "body"),
+                "HtmlBody": None, "Headers": None, "MessageIdentifier": _cut(mail.message_id, "message_id"),
+                "InReplyTo": _cut(m.message_id, "message_id"), "References": None,
+                "ClientThreadIdentifier": None, "MessageDate": self.now, "HasAttachment": False,
+                "IsBounced": False, "RawSha256": None, "CreatedDate": self.now,
+            })
+            self._outbox.append({
+                "Id": new_id("Outbox"), "Kind": kind, "CaseId": state.id, "EmailMessageId": email_id,
+                "FromAddress": route.address, "ToAddress": to[:320], "MessageIdentifier": mail.message_id[:765],
+                "Raw": mail.raw, "Status": "queued", "Attempts": 0, "NextAttemptAt": self.now, "LastError": None,
+                "CreatedDate": self.now, "SentDate": None,
+            })
+            self._refs.setdefault((mail.message_id, state.id), {
+                "MessageKey": _cut(mail.message_id, "message_id"), "CaseId": state.id, "CreatedDate": self.now})
+            self.add_feed(state.id, "EmailMessageEvent", related=email_id,
+                          body=_cut(f"{kind.capitalize()} queued to {to}: {mail.subject}", "feed"))
 
     def _update_cases(self) -> None:
         """One executemany per shape of change (rows must share their columns)."""

@@ -1,9 +1,14 @@
 """Threading an inbound message onto an existing case, first hit wins:
-our signed thread token, then In-Reply-To, then References (JWZ-style: any id a case's messages
-carried, ghost parents included); no hit means a new case."""
+(a) our signed thread token; (b) In-Reply-To, then References (JWZ-style: any id a case's messages
+carried, ghost parents and our own outbound Message-IDs included); (c) the Outlook Thread-Index
+conversation id, only from the sender the case was opened for; no hit means a new case.
+
+A bounce is placed by the Message-ID of the mail that bounced (our outbound mail), nothing else."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 
 from sqlalchemy import Connection
@@ -14,10 +19,24 @@ from store.lookups import CaseState
 from store.thread_token import find_case_id
 
 
+def conversation_index(thread_index: str | None) -> str | None:
+    """The conversation id in an Outlook Thread-Index header: its first 22 bytes (a FILETIME and a
+    GUID); replies append 5-byte blocks. None when the header is absent or malformed."""
+    if not thread_index:
+        return None
+    try:
+        raw = base64.b64decode(thread_index.strip() + "==", validate=False)
+    except (binascii.Error, ValueError):
+        return None
+    return "thread-index:" + base64.b64encode(raw[:22]).decode() if len(raw) >= 22 else None
+
+
 def thread_keys(m: InboundMessage) -> list[str]:
-    """Every Message-ID a message ties itself to: its own and the ones it answers or references."""
+    """Every key a message ties itself to: its own Message-ID, the ones it answers or references,
+    and its Thread-Index conversation."""
     keys = [m.message_id] if m.message_id else []
-    return keys + list(m.in_reply_to) + list(m.references)
+    conversation = conversation_index(m.thread_index)
+    return keys + list(m.in_reply_to) + list(m.references) + ([conversation] if conversation else [])
 
 
 class CaseMatcher:
@@ -37,7 +56,8 @@ class CaseMatcher:
             case_id = find_case_id(secret, m.subject, m.text, m.html)
             if case_id:
                 tokens[i] = case_id
-        keys = {k for m in messages for k in [*m.in_reply_to, *m.references]}
+        keys = {k for m in messages for k in [*m.in_reply_to, *m.references, *m.bounced_message_ids]}
+        keys |= {c for m in messages if (c := conversation_index(m.thread_index))}
         refs = lookups.cases_by_reference(s, keys) if keys else {}
         wanted = set(refs.values()) | set(tokens.values())
         states = lookups.case_states(s, wanted) if wanted else {}
@@ -54,6 +74,18 @@ class CaseMatcher:
         for key in reversed(m.references):
             if key in self._refs:
                 return self._states[self._refs[key]], "references"
+        conversation = conversation_index(m.thread_index)
+        if conversation in self._refs:
+            state = self._states[self._refs[conversation]]
+            if state.conversation_key and state.conversation_key == m.conversation_key:
+                return state, "thread-index"
+        return None
+
+    def match_bounce(self, m: InboundMessage) -> CaseState | None:
+        """The case of the mail this bounce reports, found by that mail's Message-ID only."""
+        for key in m.bounced_message_ids:
+            if key in self._refs:
+                return self._states[self._refs[key]]
         return None
 
     def remember(self, m: InboundMessage, state: CaseState) -> None:

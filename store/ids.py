@@ -19,6 +19,7 @@ PREFIX = {
     "EmailMessage": "02s",
     "Attachment": "00P",
     "CaseFeed": "0D5",
+    "Outbox": "0oX",
 }
 
 

@@ -42,6 +42,12 @@ class InboundMessage:
     message_date: datetime | None = None
     raw_sha256: str | None = None
     attachments: tuple[InboundAttachment, ...] = field(default=())
+    auto: str | None = None
+    """Automatic mail: auto-reply, bounce or list (never opens a case unless configured, never
+    reopens one, never acknowledged)."""
+    auto_reason: str | None = None
+    bounced_message_ids: tuple[str, ...] = ()
+    """For a bounce: the Message-IDs of the mail that bounced (ours, when we sent it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +57,9 @@ class Outcome:
     channel: str
     external_id: str
     outcome: str
-    """created, threaded or duplicate."""
+    """created, threaded, suppressed or duplicate."""
     case_id: str | None
     case_number: str | None
     rule: str | None
-    """Which threading rule placed it: token, in-reply-to, references, new."""
+    """Which threading rule placed it: token, in-reply-to, references, thread-index, bounce, new;
+    for a suppressed message, why (auto-reply, bounce, list, loop)."""

@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, select
 
-from store.models import Account, Case, Contact, ProcessedMessage, ThreadReference
+from store.models import Account, Case, Contact, EmailMessage, Outbox, ProcessedMessage, ThreadReference
 
 T = TypeVar("T")
+DEAD_LETTERED = "dead-lettered"
 _CHUNK = 2000  # asyncpg allows 32767 parameters per statement
 
 
@@ -40,6 +41,8 @@ class CaseState:
     status: str
     is_closed: bool
     closed_date: datetime | None
+    conversation_key: str | None = None
+    """The sender identity the case was opened for (Thread-Index matches must come from it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +52,17 @@ class ContactRef:
     account_name: str | None
 
 
-def processed_keys(s: Connection, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+def processed_keys(s: Connection, keys: Collection[tuple[str, str]]) -> tuple[set[tuple[str, str]],
+                                                                              set[tuple[str, str]]]:
+    """Of these (channel, external id) keys: those already processed, and those only dead-lettered so
+    far (a replay of these is processed, and its real outcome replaces the dead-letter row)."""
     ids = {ext for _, ext in keys}
-    rows = _rows(s, select(ProcessedMessage.Channel, ProcessedMessage.ExternalId),
-                       ProcessedMessage.ExternalId, ids)
-    return {(r[0], r[1]) for r in rows} & set(keys)
+    rows = _rows(s, select(ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMessage.Outcome),
+                 ProcessedMessage.ExternalId, ids)
+    wanted = set(keys)
+    done = {(r[0], r[1]) for r in rows if r[2] != DEAD_LETTERED} & wanted
+    dead = {(r[0], r[1]) for r in rows if r[2] == DEAD_LETTERED} & wanted
+    return done, dead
 
 
 def contacts_by_email(s: Connection, emails: Collection[str]) -> dict[str, list[ContactRef]]:
@@ -73,5 +82,28 @@ def cases_by_reference(s: Connection, message_ids: Collection[str]) -> dict[str,
 
 
 def case_states(s: Connection, case_ids: Collection[str]) -> dict[str, CaseState]:
-    q = select(Case.Id, Case.CaseNumber, Case.Status, Case.IsClosed, Case.ClosedDate)
+    q = select(Case.Id, Case.CaseNumber, Case.Status, Case.IsClosed, Case.ClosedDate, Case.ConversationKey)
     return {r[0]: CaseState(*r) for r in _rows(s, q, Case.Id, case_ids)}
+
+
+def recent_ledger(s: Connection, senders: Collection[str], since: datetime) -> list[tuple[str, str | None, datetime]]:
+    """(Sender, Subject, ReceivedAt) of what these senders sent since `since` (for the loop breaker)."""
+    q = select(ProcessedMessage.Sender, ProcessedMessage.Subject, ProcessedMessage.ReceivedAt).where(
+        ProcessedMessage.ReceivedAt >= since)
+    return [(r[0], r[1], r[2]) for r in _rows(s, q, ProcessedMessage.Sender, senders)]
+
+
+def outbox_counts(s: Connection, addresses: Collection[str], since: datetime) -> dict[str, int]:
+    """How many mails we queued to each address since `since` (for the acknowledgement rate limit)."""
+    q = select(Outbox.ToAddress).where(Outbox.CreatedDate >= since)
+    out: dict[str, int] = {}
+    for (address,) in _rows(s, q, Outbox.ToAddress, addresses):
+        out[address] = out.get(address, 0) + 1
+    return out
+
+
+def outgoing_emails(s: Connection, message_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+    """Our own outgoing EmailMessages by Message-ID → (EmailMessage Id, case Id) (for bounces)."""
+    q = select(EmailMessage.MessageIdentifier, EmailMessage.Id, EmailMessage.ParentId).where(
+        EmailMessage.Incoming.is_(False))
+    return {r[0]: (r[1], r[2]) for r in _rows(s, q, EmailMessage.MessageIdentifier, message_ids)}

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -225,14 +226,47 @@ class ProcessedMessage(Base):
     Channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     ExternalId: Mapped[str] = mapped_column(String(765), primary_key=True)
     EnvelopeId: Mapped[str] = mapped_column(String(36))
+    __table_args__ = (Index("ix_processed_message_sender_received", "Sender", "ReceivedAt"),)
     Outcome: Mapped[str] = mapped_column(String(20))
-    """created, threaded, duplicate, suppressed."""
+    """created, threaded, suppressed (kept, opened nothing: see Reason) or dead-lettered (see Reason;
+    replaced by the real outcome when a replay succeeds)."""
     Rule: Mapped[str | None] = mapped_column(String(40))
-    """Which threading rule placed it (token, in-reply-to, references, new)."""
+    """Which threading rule placed it (token, in-reply-to, references, thread-index, bounce, new)."""
+    Reason: Mapped[str | None] = mapped_column(String(1000))
+    """Why it was suppressed or dead-lettered, or the closed-case policy that applied."""
     CaseId: Mapped[str | None] = mapped_column(String(18), index=True)
     EmailMessageId: Mapped[str | None] = mapped_column(String(18))
-    ReceivedAt: Mapped[datetime]
+    Sender: Mapped[str | None] = mapped_column(String(320))
+    Subject: Mapped[str | None] = mapped_column(String(255))
+    MessageIdentifier: Mapped[str | None] = mapped_column(String(765), index=True)
+    RawSha256: Mapped[str | None] = mapped_column(String(64))
+    ReceivedAt: Mapped[datetime] = mapped_column(index=True)
     ProcessedAt: Mapped[datetime]
+
+
+class Outbox(Base):
+    """Mail casegate sends (acknowledgements, notices): written in the same transaction as the case
+    and its outgoing EmailMessage, delivered afterwards by the outbox sender with retry."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "Status", "NextAttemptAt"),
+                      Index("ix_outbox_to_created", "ToAddress", "CreatedDate"))
+    Id: Mapped[str] = _id()
+    Kind: Mapped[str] = mapped_column(String(20))
+    """acknowledgement or notice."""
+    CaseId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
+    EmailMessageId: Mapped[str] = mapped_column(String(18))
+    FromAddress: Mapped[str] = mapped_column(String(320))
+    ToAddress: Mapped[str] = mapped_column(String(320))
+    MessageIdentifier: Mapped[str] = mapped_column(String(765))
+    Raw: Mapped[bytes] = mapped_column(LargeBinary)
+    Status: Mapped[str] = mapped_column(String(10))
+    """queued, sent or failed (gave up after the configured attempts; still listed)."""
+    Attempts: Mapped[int] = mapped_column(Integer, default=0)
+    NextAttemptAt: Mapped[datetime]
+    LastError: Mapped[str | None] = mapped_column(Text)
+    CreatedDate: Mapped[datetime]
+    SentDate: Mapped[datetime | None]
 
 
 class Counter(Base):

@@ -361,7 +361,9 @@ async def test_reply_to_a_closed_case_reopens_it(store: Store) -> None:
     reopen = case["Feed"][-3:]
     assert [f["Type"] for f in reopen] == ["TrackedChange", "EmailMessageEvent", "ThreadingRule"]
     assert (reopen[0]["Field"], reopen[0]["OldValue"], reopen[0]["NewValue"]) == ("Status", "Closed", "Working")
-    assert reopen[0]["Body"] == "customer wrote again (email)"
+    assert reopen[0]["Body"] == "customer wrote again (email); policy reopen_within_days"
+    assert reopen[2]["Body"] == ("email message threaded by in-reply-to; "
+                                 "closed-case policy reopen_within_days: reopened")
     assert reopen[0]["CreatedDate"] == t2.isoformat()
 
 
@@ -586,7 +588,8 @@ async def test_show_case_gives_messages_and_feed_in_order(store: Store) -> None:
         ("EmailMessageEvent", None),
         ("ThreadingRule", None),
     ]
-    assert case["Feed"][-1]["Body"] == "email message threaded by references"
+    assert case["Feed"][-1]["Body"] == ("email message threaded by references; "
+                                        "closed-case policy reopen_within_days: reopened")
     assert case["Attachments"] == [] and case["CaseComments"] == []
     with pytest.raises(CaseNotFound):
         await store.case("00000001")
