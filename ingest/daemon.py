@@ -22,6 +22,7 @@ from ingest.blobs import BlobStore
 from ingest.bus import Bus, open_bus
 from ingest.channels.smtp import SmtpHandler, start_smtp
 from ingest.health import Check, health_app
+from ingest.outbox_sender import OutboxSender
 from ingest.publisher import Publisher
 from ingest.worker import Worker
 from store.case_service import CasePolicy, CaseService
@@ -102,6 +103,8 @@ class Daemon:
         self._smtp_server: asyncio.Server | None = None
         self._http: web.AppRunner | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self.outbox: OutboxSender | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.smtp_port = 0
         self.http_port = 0
@@ -151,6 +154,9 @@ class Daemon:
         assert self.db is not None
         self.worker = await make_worker(self.settings, self.db, self.bus, self.blobs)
         self._worker_task = asyncio.create_task(self._run_worker(self.worker), name="worker")
+        if self.settings.outbound.enabled:
+            self.outbox = OutboxSender(self.db, self.settings.outbound)
+            self._outbox_task = asyncio.create_task(self.outbox.run(self._stopping), name="outbox")
 
     async def _run_worker(self, worker: Worker) -> None:
         # All roles in one process: on SIGTERM, finish what the channels already put on the bus
@@ -176,6 +182,9 @@ class Daemon:
         if self.worker is not None:
             with contextlib.suppress(Exception):
                 await self.worker.consumer.stop()
+        if self._outbox_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._outbox_task, self.settings.outbound.timeout)
         if self._http is not None:
             await self._http.cleanup()
         await self._close_resources()

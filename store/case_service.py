@@ -205,6 +205,22 @@ class CaseService:
         writer.queue_mail(state, kind, route, m, make_token(self.policy.thread_secret, state.id),
                           self.policy.outbound.hostname)
 
+    async def record_dead_letter(self, m: InboundMessage, error: str, now: datetime | None = None) -> None:
+        """Put a dead-lettered message on the ledger with its error, so the message trace can say where
+        it went; a later successful replay replaces the row. A message already processed is left alone."""
+        at = now or datetime.now(UTC)
+
+        def record(conn: Connection) -> None:
+            done, dead = lookups.processed_keys(conn, {ledger_key(m)})
+            if done:
+                return
+            writer = BatchWriter(conn, at)
+            writer.replace_ledger(dead)
+            writer.add_ledger(m, lookups.DEAD_LETTERED, None, None, None, reason=error)
+            writer.flush()
+
+        await self._run(record)
+
     async def change_status(self, case_number: str, status: str, now: datetime | None = None) -> None:
         """Set a case's Status (closing stamps ClosedDate, reopening clears it) and record it on the feed."""
         at = now or datetime.now(UTC)

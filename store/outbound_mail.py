@@ -16,6 +16,11 @@ from string import Template
 from config import RoutingAddress
 
 
+_POLICY = SMTP.clone(max_line_length=998)
+"""CRLF lines; headers folded only past RFC 5322's hard limit, so the subject with its token stays one
+line (folding it before a long token leaves mail clients showing a leading space)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundMail:
     message_id: str
@@ -42,7 +47,7 @@ def compose(route: RoutingAddress, kind: str, *, case_number: str, thread_token:
     if thread_token not in text:
         text = f"{text.rstrip()}\n\n{thread_token}\n"
     message_id = make_msgid(idstring=f"case{case_number}", domain=hostname)
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = route.address
     msg["To"] = formataddr((_one_line(to_name or ""), to_email))
     msg["Subject"] = title

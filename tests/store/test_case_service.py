@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +21,6 @@ from store.case_service import CasePolicy, CaseService
 from store.database import Database
 from store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
 from store.inbound import InboundMessage, Outcome
-from store.migrate import upgrade
 from store.models import Account, Contact, Counter, EmailMessage, ProcessedMessage
 from store.owners import ensure_owners
 from store.thread_token import make_token
@@ -45,17 +44,6 @@ SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture
-async def db(store_url: str) -> AsyncIterator[Database]:
-    """A migrated case store whose pool allows several connections at once."""
-    await asyncio.to_thread(upgrade, store_url)
-    database = Database(store_url, pool_size=10)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
 @dataclass
 class Store:
     db: Database
