@@ -8,15 +8,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config import ConfigError, Settings, load_settings
 from ingest.daemon import ROLES, Daemon, StartupError, open_store
 from ingest.dead_letters import list_dead_letters, replay_dead_letters
 from ingest.log_setup import configure_logging
+from store import message_trace
 from store.case_queries import list_cases, show_case
+from store.database import Database
 from store.errors import CaseNotFound
 from store.migrate import upgrade
 
@@ -39,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     show = cases.add_parser("show", parents=[common], help="one case with its messages and timeline")
     show.add_argument("case_number", metavar="CASENUMBER")
     show.add_argument("--json", action="store_true")
+    msgs = sub.add_parser("messages", help="where inbound messages went").add_subparsers(dest="action",
+                                                                                         required=True)
+    ex = msgs.add_parser("export", parents=[common], help="every inbound message and its outcome, as JSON lines")
+    ex.add_argument("--since", type=_since, metavar="WHEN",
+                    help="only messages received since WHEN: an ISO date or time (UTC unless it says), or an age "
+                         "such as 30m, 12h, 7d")
+    ex.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
+    ms = msgs.add_parser("show", parents=[common], help="where did this mail go?")
+    ms.add_argument("message_id", metavar="MESSAGE-ID")
+    ms.add_argument("--json", action="store_true")
     dlq = sub.add_parser("dlq", help="dead-lettered messages").add_subparsers(dest="action", required=True)
     dl = dlq.add_parser("list", parents=[common], help="dead letters not yet replayed")
     dl.add_argument("--json", action="store_true")
@@ -75,6 +89,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await (_dlq_list(settings, args.json) if args.action == "list" else _dlq_replay(settings))
     db = await open_store(settings, migrate=False)
     try:
+        if args.command == "messages":
+            return await (_messages_export(db, args.since, args.output) if args.action == "export"
+                          else _messages_show(db, args.message_id, args.json))
         if args.action == "list":
             _print_cases(await list_cases(db, limit=args.limit), args.json)
             return 0
@@ -113,6 +130,57 @@ def _case_text(case: dict[str, Any]) -> str:
         change = f" {f['Field']}: {f['OldValue']} -> {f['NewValue']}" if f["Field"] else ""
         lines.append(f"  {f['CreatedDate']}  {f['Type']}{change}  {f['Body'] or ''}")
     return "\n".join(lines)
+
+
+def _since(value: str) -> datetime:
+    """`--since`: an ISO date/time (UTC when it has no offset) or an age like 30m, 12h, 7d."""
+    age = re.fullmatch(r"(\d+)([smhd])", value.strip())
+    if age:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[age.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(age.group(1))})
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a date, time or age: {value!r} (examples: 2026-11-27, 2026-11-27T09:30, 12h, 7d)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def _messages_export(db: Database, since: datetime | None, output: str | None) -> int:
+    # a CLI command with nothing else on its loop: blocking file writes are fine here
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: ASYNC230, SIM115
+    n = 0
+    try:
+        async for entry in message_trace.export(db, since):
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            n += 1
+    finally:
+        if output:
+            out.close()
+    print(f"{n} message{'s' if n != 1 else ''} exported", file=sys.stderr)
+    return 0
+
+
+async def _messages_show(db: Database, message_id: str, as_json: bool) -> int:
+    found = await message_trace.find(db, message_id)
+    if as_json:
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+    for e in [] if as_json else found:
+        if e["outcome"] in ("created", "threaded"):
+            where = f"on case {e['case_number']} ({e['outcome']}, threading rule: {e['rule']})"
+            if e["reason"]:
+                where += f"; {e['reason']}"
+        elif e["outcome"] == "suppressed":
+            where = f"suppressed ({e['suppressed']}): {e['reason']}"
+        else:
+            where = f"dead-lettered: {e['reason']} (see `casegate dlq list`)"
+        print(f"{e['channel']} {e['message_id'] or e['external_id']}\n  from {e['sender']}, "
+              f"subject {e['subject']!r}\n  received {e['received_at']}, processed {e['processed_at']}\n  {where}")
+    if not found:
+        print(f"casegate: no message {message_id} has been processed (it may still be on the bus, or never "
+              "reached casegate: check the sending server's log)", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def _dlq_list(settings: Settings, as_json: bool) -> int:

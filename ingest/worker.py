@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,18 @@ def to_inbound(env: Envelope) -> InboundMessage:
         auto=env.auto, auto_reason=env.meta.get("auto_reason"),
         bounced_message_ids=tuple(message_ids(env.meta.get("bounced_message_ids"))),
     )
+
+
+def _traceable(r: Record) -> InboundMessage:
+    """What the ledger can say about a record: its envelope's facts, or (undecodable) its headers'."""
+    with contextlib.suppress(Exception):
+        return to_inbound(decode(r.value))
+    found = dict(r.headers)
+    return InboundMessage(
+        channel=found.get("channel", b"unknown").decode(errors="replace")[:20],
+        external_id=found.get("external-id", b"").decode(errors="replace") or f"{r.topic}:{r.partition}:{r.offset}",
+        envelope_id=str(uuid.uuid4()), received_at=datetime.now(UTC),
+        conversation_key=(r.key or b"").decode(errors="replace"), sender_email=None)
 
 
 @dataclass(frozen=True)
@@ -183,3 +196,7 @@ class Worker:
         self.dead_lettered += 1
         log.error("worker.dead_lettered", topic=r.topic, partition=r.partition, offset=r.offset,
                   error=d.error[:500])
+        try:  # for the message trace; the dead-letter topic itself is what keeps the message
+            await self.service.record_dead_letter(_traceable(r), d.error)
+        except Exception as e:
+            log.warning("worker.dead_letter_not_traced", offset=r.offset, error=f"{type(e).__name__}: {e}")

@@ -20,6 +20,7 @@ from ingest.daemon import make_worker, open_store
 from ingest.dead_letters import list_dead_letters, replay_dead_letters
 from ingest.envelope import Envelope, Sender, encode
 from ingest.worker import Worker
+from store import message_trace
 from store.database import Database
 from store.models import Case, EmailMessage, ProcessedMessage
 from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
@@ -27,9 +28,11 @@ from tests.services import start_tansu
 
 
 async def _counts(db: Database) -> tuple[int, int, int]:
+    """Cases, EmailMessages, and ledger rows of processed messages (dead-letter trace rows aside)."""
     async with db.session() as s:
-        counts = [(await s.execute(select(func.count()).select_from(m))).scalar_one()
-                  for m in (Case, EmailMessage, ProcessedMessage)]
+        counts = [(await s.execute(select(func.count()).select_from(m))).scalar_one() for m in (Case, EmailMessage)]
+        counts.append((await s.execute(select(func.count()).select_from(ProcessedMessage)
+                                       .where(ProcessedMessage.Outcome != "dead-lettered"))).scalar_one())
     return counts[0], counts[1], counts[2]
 
 
@@ -198,6 +201,12 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         errors = sorted(d["error"] for d in letters)
         assert len(letters) == 2
         assert "claimed blob(s) missing" in errors[0] and "unknown envelope schema 99" in errors[1]
+        [trace] = await message_trace.find(db, "<late@example.org>")  # "where did this mail go?"
+        assert (trace["outcome"], trace["case_number"]) == ("dead-lettered", None)
+        assert "claimed blob(s) missing" in trace["reason"] and trace["sender"] == "late@example.org"
+        everything = [e async for e in message_trace.export(db)]
+        assert sorted(e["outcome"] for e in everything) == ["created", "dead-lettered", "dead-lettered"]
+        assert any("unknown envelope schema 99" in (e["reason"] or "") for e in everything)
 
         restored = BlobStore(settings.blob_path)
         await restored.put(raw_missing)  # the operator restores the blob
@@ -206,6 +215,8 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         assert await list_dead_letters(settings) == []
         w = await _work_off(settings, db)
         assert await _counts(db) == (2, 2, 2)
+        [trace] = await message_trace.find(db, "late@example.org")
+        assert (trace["outcome"], trace["case_number"], trace["rule"]) == ("created", "00001001", "new")
         assert w.dead_lettered == 1  # schema 99 still cannot be read: back in the dead-letter topic
         assert [d["error"] for d in await list_dead_letters(settings)] == [errors[1]]
 

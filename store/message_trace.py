@@ -1,0 +1,80 @@
+"""The message trace: where every inbound message the system holds went — the case it is on and the
+threading rule that put it there, or suppressed with the reason (auto-reply, bounce, list, loop), or
+dead-lettered with the error. Read from the processed-message ledger, which the case service writes
+in the same transaction as the case, so the trace cannot disagree with the cases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, or_, select, tuple_
+
+from store.database import Database
+from store.models import Case, ProcessedMessage
+
+_COLUMNS = (ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMessage.MessageIdentifier,
+            ProcessedMessage.ReceivedAt, ProcessedMessage.ProcessedAt, ProcessedMessage.Outcome,
+            ProcessedMessage.Rule, ProcessedMessage.Reason, Case.CaseNumber, ProcessedMessage.Sender,
+            ProcessedMessage.Subject, ProcessedMessage.EnvelopeId, ProcessedMessage.RawSha256)
+
+
+def _utc(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _entry(row: Any) -> dict[str, Any]:
+    outcome = row.Outcome
+    entry: dict[str, Any] = {
+        "channel": row.Channel, "external_id": row.ExternalId, "message_id": row.MessageIdentifier,
+        "received_at": _utc(row.ReceivedAt), "processed_at": _utc(row.ProcessedAt), "outcome": outcome,
+        "case_number": row.CaseNumber, "rule": row.Rule if outcome in ("created", "threaded") else None,
+        "reason": row.Reason, "sender": row.Sender, "subject": row.Subject, "envelope_id": row.EnvelopeId,
+        "raw_sha256": row.RawSha256,
+    }
+    if outcome == "suppressed":
+        entry["suppressed"] = row.Rule
+    return entry
+
+
+def _query() -> Any:
+    return select(*_COLUMNS).outerjoin(Case, Case.Id == ProcessedMessage.CaseId)
+
+
+async def export(db: Database, since: datetime | None = None, page: int = 5000) -> AsyncIterator[dict[str, Any]]:
+    """Every traced message received at or after `since`, oldest first, read a page at a time."""
+    after: tuple[datetime, str, str] | None = None
+    while True:
+        def read(conn: Connection, after: tuple[datetime, str, str] | None = after) -> list[Any]:
+            q = _query()
+            if since is not None:
+                q = q.where(ProcessedMessage.ReceivedAt >= since)
+            if after is not None:
+                q = q.where(tuple_(ProcessedMessage.ReceivedAt, ProcessedMessage.Channel,
+                                   ProcessedMessage.ExternalId) > tuple_(*after))
+            q = q.order_by(ProcessedMessage.ReceivedAt, ProcessedMessage.Channel, ProcessedMessage.ExternalId)
+            return list(conn.execute(q.limit(page)).all())
+
+        rows = await db.transaction(read)
+        for row in rows:
+            yield _entry(row)
+        if len(rows) < page:
+            return
+        last = rows[-1]
+        after = (last.ReceivedAt, last.Channel, last.ExternalId)
+
+
+async def find(db: Database, message_id: str) -> list[dict[str, Any]]:
+    """What happened to the message with this Message-ID (with or without <>) or external id."""
+    wanted = message_id.strip()
+    bracketed = wanted if wanted.startswith("<") else f"<{wanted}>"
+
+    def read(conn: Connection) -> list[Any]:
+        q = _query().where(or_(ProcessedMessage.MessageIdentifier == bracketed,
+                               ProcessedMessage.ExternalId.in_([wanted, bracketed])))
+        return list(conn.execute(q.order_by(ProcessedMessage.ReceivedAt)).all())
+
+    return [_entry(r) for r in await db.transaction(read)]
