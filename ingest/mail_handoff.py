@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from ingest.envelope import AttachmentRef, Envelope, Sender
+from ingest.mail_noise import Noise, classify
 from ingest.mime import ParsedMail, parse_mail
 from ingest.publisher import Publisher
 
@@ -35,18 +36,33 @@ def mail_to_envelope(raw_sha: str, mail_from: str, recipients: tuple[str, ...],
                  **({"Date": parsed.date.isoformat()} if parsed.date else {})},
         attachments=attachments, raw_sha256=raw_sha,
         meta={"mail_from": mail_from[:320], "raw_headers": parsed.headers_text,
-              **({"truncated": "body"} if any(len(b or "") > MAX_BODY_CHARS for b in (parsed.text, parsed.html))
-                 else {}),
+              **({"truncated": ",".join(parsed.truncated)} if parsed.truncated else {}),
               **({"defects": "; ".join(parsed.defects)[:500]} if parsed.defects else {}),
               **(meta or {})},
     )
 
 
-async def hand_off_mail(publisher: Publisher, raw: bytes, mail_from: str, recipients: tuple[str, ...],
+async def hand_off_mail(publisher: Publisher, raw: bytes, mail_from: str | None, recipients: tuple[str, ...],
                         meta: dict[str, str] | None = None) -> Envelope:
-    """Parse, claim the blobs, publish; the published envelope. Raises BusError / BlobStoreError."""
+    """Parse, classify, claim the blobs, publish; the published envelope. `mail_from` is the SMTP
+    envelope sender ("" for the null sender `<>`), None when the channel has none (IMAP).
+    Raises BusError / BlobStoreError."""
     parsed = await asyncio.to_thread(parse_mail, raw) if len(raw) > PARSE_IN_THREAD else parse_mail(raw)
+    noise = classify(parsed, raw, mail_from)
     raw_sha, attachments = await publisher.claim(raw, parsed.parts)
-    envelope = mail_to_envelope(raw_sha, mail_from, recipients, attachments, parsed, meta)
+    envelope = mail_to_envelope(raw_sha, mail_from or "", recipients, attachments, parsed,
+                                {**(meta or {}), **_noise_meta(noise)})
+    if noise is not None:
+        envelope = envelope.model_copy(update={"auto": noise.kind})
     await publisher.publish(envelope)
     return envelope
+
+
+def _noise_meta(noise: Noise | None) -> dict[str, str]:
+    if noise is None:
+        return {}
+    return {"auto_reason": noise.reason[:500],
+            **({"bounced_message_ids": " ".join(noise.bounced_message_ids)[:2000]}
+               if noise.bounced_message_ids else {}),
+            **({"bounced_recipients": ", ".join(noise.bounced_recipients)[:2000]}
+               if noise.bounced_recipients else {})}

@@ -1,29 +1,42 @@
 """Reading an internet mail message (pure, no I/O): the fields a case needs, the threading headers,
 the text and HTML bodies and the attachments. Shared by the SMTP and IMAP channels.
 
-Tolerant by design: a header or part that cannot be decoded is skipped or replaced, never raised, so
-a broken message still becomes a case (its raw original is always kept in the blob store).
+Tolerant by design: `parse_mail` never raises. A header, charset or part that cannot be decoded is
+replaced or skipped and recorded in `defects`; a message the parser gives up on (e.g. multiparts nested
+deeper than CPython's recursion limit) still yields its headers and the first text found in it. Bodies and
+headers are bounded by the Salesforce EmailMessage limits, and each cut is named in `truncated`; the raw
+original (kept by the caller) holds the rest.
 """
 
 from __future__ import annotations
 
-import codecs
+import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.errors import HeaderParseError
+from email.feedparser import BytesFeedParser
 from email.header import Header, decode_header, make_header
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser, Parser
 from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+from ingest.html_body import read_html
+from ingest.mail_text import decode_text, safe_filename
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 _SURROGATES = re.compile("[\udc80-\udcff]")
 THREAD_HEADERS = ("Message-ID", "In-Reply-To", "References", "Thread-Index", "Thread-Topic",
                   "Auto-Submitted", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress",
                   "Precedence", "List-Id", "Return-Path")
-MAX_HEADERS_TEXT = 32000
+MAX_HEADERS_TEXT = 32000  # EmailMessage.Headers
+MAX_BODY_CHARS = 131072  # EmailMessage.TextBody / HtmlBody
+MAX_HEADER_VALUE = 32000
+"""Longest header value the parser hands on: CPython's parameter parsing (`get_param`, which also finds
+the multipart boundary) is quadratic, 0.9 s for one 700 kB Content-Type."""
+MAX_DEFECTS = 20
+_FEED_SLICE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +62,21 @@ class ParsedMail:
     headers: dict[str, str] = field(default_factory=dict)
     headers_text: str = ""
     text: str | None = None
+    """The first text/plain body, or the text of the HTML body when there is none."""
     html: str | None = None
+    """The first text/html body, sanitised."""
     parts: list[MailPart] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+    """What was cut to its limit: "text", "html", "headers"."""
+
+    def defect(self, what: str) -> None:
+        if len(self.defects) < MAX_DEFECTS and what not in self.defects:
+            self.defects.append(what)
+
+    def cut(self, what: str) -> None:
+        if what not in self.truncated:
+            self.truncated.append(what)
 
 
 def message_ids(value: str | None) -> list[str]:
@@ -61,61 +86,93 @@ def message_ids(value: str | None) -> list[str]:
 
 def _decoded(value: object) -> str:
     """A header value with RFC 2047 encoded words decoded; undecodable bytes replaced, never raised."""
+    text = _header_text(value)
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _header_text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, Header):
         value = str(value)
     text = str(value)
     if _SURROGATES.search(text):  # raw 8-bit header (RFC 6532): the parser kept the bytes as surrogates
-        text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if "=?" not in text:
         return " ".join(text.split()) if "\n" in text else text
     try:
         return str(make_header(decode_header(text)))
-    except (LookupError, ValueError, UnicodeError, HeaderParseError):
-        out = []
-        for chunk, charset in decode_header(text):
-            if isinstance(chunk, bytes):
-                out.append(chunk.decode(_charset(charset), errors="replace"))
-            else:
-                out.append(chunk)
-        return "".join(out)
-
-
-def _charset(name: str | None) -> str:
-    try:
-        return str(codecs.lookup(name or "utf-8").name)
-    except LookupError:
-        return "utf-8"
+    except Exception:  # unknown charset, bad base64: decode word by word, or keep it as is
+        try:
+            return "".join(decode_text(chunk, charset)[0] if isinstance(chunk, bytes) else chunk
+                           for chunk, charset in decode_header(text))
+        except Exception:
+            return text
 
 
 def _addresses(value: str | None) -> list[tuple[str, str]]:
     return [(_decoded(n), a) for n, a in getaddresses([value]) if "@" in a] if value else []
 
 
-def _text_of(part: Message) -> str | None:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return None
-    return payload.decode(_charset(part.get_content_charset()), errors="replace")
-
-
 class _RawHeaders(Compat32):
     """compat32 that hands header values back as the parser read them (8-bit bytes as surrogates),
-    instead of wrapping non-ASCII ones in a Header that can only print them as U+FFFD."""
+    instead of wrapping non-ASCII ones in a Header that can only print them as U+FFFD; and at most
+    `MAX_HEADER_VALUE` characters of each, so no header costs quadratic time."""
 
     def header_fetch_parse(self, name: str, value: str) -> str:
-        return value
+        return value if len(value) <= MAX_HEADER_VALUE else value[:MAX_HEADER_VALUE]
 
 
 _POLICY = _RawHeaders()
 
 
+class _Message(Message):
+    """A compat32 message whose multipart boundary lookup cannot raise: CPython's RFC 2231 decoding of a
+    `boundary*=` parameter raises on 8-bit bytes or a NUL in its charset, mid-parse. Without a boundary
+    the parser records NoBoundaryInMultipartDefect, and `_repaired` guesses the boundary from the body."""
+
+    def get_boundary(self, failobj: Any = None) -> Any:
+        try:
+            return super().get_boundary(failobj)
+        except Exception:
+            return failobj
+
+
 def parse_mail(raw: bytes) -> ParsedMail:
-    """Everything a case needs from `raw`. Uses the compat32 parser and decodes only the headers it
-    needs: the `email.policy.default` header objects cost ten times as much for nothing we use."""
-    msg = BytesParser(policy=_POLICY).parsebytes(raw)
-    out = ParsedMail(defects=[type(d).__name__ for d in msg.defects])
+    """Everything a case needs from `raw`; never raises. Uses the compat32 parser and decodes only the
+    headers it needs: the `email.policy.default` header objects cost ten times as much for nothing we use."""
+    out = ParsedMail()
+    try:
+        msg = _parsed(raw)
+    except RecursionError:  # multiparts nested deeper than the interpreter's recursion limit
+        out.defect("MIME structure too deeply nested: headers and first text only")
+        return _salvaged(raw, out)
+    except Exception as e:  # no known input gets here; a case with the raw original does
+        out.defect(f"unparseable ({type(e).__name__}): headers and first text only")
+        return _salvaged(raw, out)
+    try:
+        _read_headers(msg, out)
+        _bodies(msg, out)
+    except Exception as e:  # RecursionError on a deep walk, or an unforeseen parser state
+        out.defect(f"unreadable ({type(e).__name__}): headers and first text only")
+        return _salvaged(raw, ParsedMail(defects=out.defects))
+    return out
+
+
+def _parsed(raw: bytes) -> Message:
+    """The compat32 tree of `raw`. A big message is fed in slices: `BytesParser` would first decode all
+    of it into one more string as large as the message."""
+    if len(raw) <= _FEED_SLICE:
+        return BytesParser(_Message, policy=_POLICY).parsebytes(raw)
+    parser = BytesFeedParser(_Message, policy=_POLICY)
+    for start in range(0, len(raw), _FEED_SLICE):
+        parser.feed(raw[start:start + _FEED_SLICE])
+    return parser.close()
+
+
+def _read_headers(msg: Message, out: ParsedMail) -> None:
+    for d in msg.defects:
+        out.defect(type(d).__name__)
     first: dict[str, str] = {}
     for name, value in msg.items():  # one pass: Message.get() scans every header on each call
         first.setdefault(name.lower(), value)
@@ -131,8 +188,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
     if date:
         try:
             out.date = parsedate_to_datetime(str(date))
-        except (TypeError, ValueError, IndexError):
-            out.defects.append("Date: unparseable")
+        except (TypeError, ValueError, IndexError, OverflowError):
+            out.defect("Date: unparseable")
     for name in THREAD_HEADERS:
         found = get(name.lower())
         if found is not None:
@@ -141,45 +198,218 @@ def parse_mail(raw: bytes) -> ParsedMail:
     out.message_id = ids[0] if ids else None
     out.in_reply_to = message_ids(out.headers.get("In-Reply-To"))
     out.references = message_ids(out.headers.get("References"))
-    out.headers_text = "".join(f"{k}: {_decoded(v)}\n" for k, v in msg.items())[:MAX_HEADERS_TEXT]
-    _bodies(msg, out)
-    return out
+    lines, size = [], 0
+    for k, v in msg.items():
+        line = f"{k}: {_decoded(v)}\n"
+        lines.append(line)
+        size += len(line)
+        if size > MAX_HEADERS_TEXT:
+            out.cut("headers")
+            break
+    out.headers_text = "".join(lines)[:MAX_HEADERS_TEXT]
 
 
 def _is_attachment(part: Message) -> bool:
     disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-    return disposition == "attachment" or bool(part.get_param("filename", header="content-disposition")) \
-        or bool(part.get_param("name"))
+    return disposition == "attachment" or bool(_param(part, "filename", "content-disposition")) \
+        or bool(_param(part, "name", "content-type"))
+
+
+def _param(part: Message, name: str, header: str) -> object:
+    """A header parameter, or None where CPython's RFC 2231 handling fails on it (it can raise
+    TypeError, ValueError or UnicodeError on malformed continuations or charsets)."""
+    try:
+        return part.get_param(name, header=header)
+    except Exception:
+        return None
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        return part.get_filename()
+    except Exception:
+        found = _param(part, "filename", "content-disposition") or _param(part, "name", "content-type")
+        return found if isinstance(found, str) else None
+
+
+def _charset_of(part: Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except Exception:
+        return None
+
+
+def _raw_payload(part: Message) -> object:
+    """The payload as the parser stored it. `get_payload()` would, for a part with 8-bit bytes, decode
+    it with the charset the part declares, which can raise (a `punycode` label, a NUL in the label)."""
+    return getattr(part, "_payload", None)
 
 
 def _bodies(msg: Message, out: ParsedMail) -> None:
     """The first text/plain and text/html that are not attachments are the bodies; every other leaf
     part (files, inline images, further texts) is an attachment."""
-    for i, part in enumerate(msg.walk()):
+    html = _leaves(msg, out, None, repair=True)
+    _finish_bodies(out, html)
+
+
+def _leaves(msg: Message, out: ParsedMail, html: str | None, *, repair: bool) -> str | None:
+    """Reads the leaf parts of `msg` into `out`; the HTML body found so far, or `html`."""
+    for part in msg.walk():
+        if part is not msg:
+            for d in part.defects:
+                out.defect(type(d).__name__)
         if part.is_multipart():
             continue
         ctype = part.get_content_type()
-        if ctype in ("text/plain", "text/html") and not _is_attachment(part):
-            if ctype == "text/plain" and out.text is None:
-                out.text = _text_of(part)
+        if ctype.startswith("multipart/"):  # the parser found no boundary: guess it from the body
+            repaired = _repaired(part) if repair else None
+            if repaired is not None:
+                out.defect("multipart boundary missing or wrong: guessed from the body")
+                html = _leaves(repaired, out, html, repair=False)
                 continue
-            if ctype == "text/html" and out.html is None:
-                out.html = _text_of(part)
-                continue
-        data = part.get_payload(decode=True)
-        if not isinstance(data, bytes) or (not data and not _is_attachment(part)):
+            ctype = "text/plain"
+        if ctype in ("text/plain", "text/html") and not _is_attachment(part) and (
+                out.text is None if ctype == "text/plain" else html is None):
+            body = _text_of(part, out)
+            if ctype == "text/plain":
+                out.text = body
+            else:
+                html = body
+            continue
+        data = _payload(part)
+        if data is None or (not data and not _is_attachment(part)):
             continue
         cid = part.get("Content-ID")
         disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
         out.parts.append(MailPart(
-            name=_safe_name(_decoded(part.get_filename()) or f"attachment-{i}"),
-            content_type=ctype, data=data, content_id=str(cid).strip("<> ") if cid else None,
+            name=safe_filename(_decoded(_filename(part)), f"attachment-{len(out.parts) + 1}", ctype),
+            content_type=ctype, data=data, content_id=_decoded(cid).strip("<> ") or None if cid else None,
             inline=disposition == "inline" or (cid is not None and disposition != "attachment"),
         ))
+        part.set_payload("")  # the decoded bytes are all we keep: free the encoded text now
+    return html
 
 
-def _safe_name(name: str) -> str:
-    """A file name with no path, control characters or leading dots."""
-    name = re.split(r"[/\\]", name)[-1]
-    name = re.sub(r"[\x00-\x1f\x7f]", "_", name).strip().lstrip(".")
-    return name[:255] or "attachment"
+_BOUNDARY_GUESS = re.compile(r"^--([0-9A-Za-z'()+_,./:=?][0-9A-Za-z'()+_,./:=? -]{0,69})[ \t]*\r?$", re.MULTILINE)
+
+
+def _repaired(part: Message) -> Message | None:
+    """A multipart whose declared boundary is missing or never occurs, parsed again with the first
+    `--boundary` line of its body as the boundary (what mail clients do); None if there is none."""
+    payload = _raw_payload(part)
+    if not isinstance(payload, str):
+        return None
+    found = _BOUNDARY_GUESS.search(payload)
+    if found is None:
+        return None
+    boundary = found.group(1).rstrip()
+    boundary = boundary[:-2] if boundary.endswith("--") else boundary
+    head = f'Content-Type: {part.get_content_type()}; boundary="{boundary}"\n\n'
+    return Parser(_Message, policy=_POLICY).parsestr(head + payload)
+
+
+def _finish_bodies(out: ParsedMail, html: str | None) -> None:
+    """Sanitise the HTML, derive text from it if there is no text body, and bound both."""
+    if html is not None:
+        body = read_html(html, max_chars=MAX_BODY_CHARS, want_text=out.text is None)
+        out.html = body.html.strip()
+        if body.truncated:
+            out.cut("html")
+        for d in body.defects:
+            out.defect(d)
+        if out.text is None:
+            out.text = body.text
+    if out.text is not None and len(out.text) > MAX_BODY_CHARS:
+        out.text = out.text[:MAX_BODY_CHARS]
+        out.cut("text")
+
+
+def _payload(part: Message) -> bytes | None:
+    """A leaf part's decoded content. Decodes base64 and quoted-printable straight from the parsed text
+    (`get_payload(decode=True)` makes three further copies of it: 25 MB attachments make that count), and
+    falls back to it for anything unusual (bad padding, 8-bit bytes in base64, uuencode)."""
+    payload = _raw_payload(part)
+    if not isinstance(payload, str):
+        return None
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    try:
+        if cte == "base64":
+            return binascii.a2b_base64(payload)
+        if cte == "quoted-printable":
+            return binascii.a2b_qp(payload)
+        if cte in ("", "7bit", "8bit", "binary"):
+            return payload.encode("ascii", "surrogateescape")
+    except (ValueError, UnicodeError):  # binascii.Error is a ValueError
+        pass
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else None
+
+
+def _text_of(part: Message, out: ParsedMail) -> str | None:
+    data = _payload(part)
+    if data is None:
+        return None
+    text, defect = decode_text(data, _charset_of(part))
+    if defect:
+        out.defect(f"{part.get_content_type()}: {defect}")
+    return text
+
+
+def _salvaged(raw: bytes, out: ParsedMail) -> ParsedMail:
+    """What can be read of a message the parser cannot take apart: its top headers, and the first
+    text/plain (or else text/html) part found by scanning the raw bytes."""
+    try:
+        _read_headers(BytesHeaderParser(_Message, policy=_POLICY).parsebytes(raw), out)
+    except Exception as e:
+        out.defect(f"headers unreadable ({type(e).__name__})")
+    html = None
+    try:
+        for subtype in ("plain", "html"):
+            found = _scan_text_part(raw, subtype)
+            if found is not None:
+                text, defect = decode_text(*found)
+                if defect:
+                    out.defect(f"text/{subtype}: {defect}")
+                if subtype == "plain":
+                    out.text = text
+                    break
+                html = text
+        _finish_bodies(out, html)
+    except Exception as e:
+        out.defect(f"no text found ({type(e).__name__})")
+    return out
+
+
+_PART_HEAD = re.compile(rb"^content-type:[ \t]*text/(plain|html)\b", re.IGNORECASE | re.MULTILINE)
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_BOUNDARY_LINE = re.compile(rb"^--", re.MULTILINE)
+_CHARSET = re.compile(rb"charset[ \t]*=[ \t]*\"?([A-Za-z0-9_.:+-]{1,40})", re.IGNORECASE)
+_CTE = re.compile(rb"^content-transfer-encoding:[ \t]*([A-Za-z0-9-]+)", re.IGNORECASE | re.MULTILINE)
+
+
+def _scan_text_part(raw: bytes, subtype: str) -> tuple[bytes, str | None] | None:
+    """The decoded content and charset of the first text/`subtype` part in `raw`, found by its header
+    lines rather than by parsing the MIME tree (linear time, no recursion)."""
+    for head in _PART_HEAD.finditer(raw):
+        if head.group(1).decode().lower() != subtype:
+            continue
+        end = _HEAD_END.search(raw, head.start())
+        if end is None:
+            return None
+        header_block = raw[max(raw.rfind(b"\n--", 0, head.start()), 0):end.start()]
+        body_end = _BOUNDARY_LINE.search(raw, end.end())
+        body = raw[end.end():body_end.start() if body_end else len(raw)]
+        if body_end:  # the line break before a boundary belongs to the boundary
+            body = body[:-2] if body.endswith(b"\r\n") else body[:-1] if body.endswith(b"\n") else body
+        cte = _CTE.search(header_block)
+        encoding = cte.group(1).lower() if cte else b""
+        try:
+            if encoding == b"base64":
+                body = binascii.a2b_base64(body)
+            elif encoding == b"quoted-printable":
+                body = binascii.a2b_qp(body)
+        except ValueError:
+            pass
+        charset = _CHARSET.search(header_block)
+        return body, charset.group(1).decode("ascii") if charset else None
+    return None

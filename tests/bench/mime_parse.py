@@ -1,0 +1,134 @@
+"""How fast `parse_mail` reads real messages, and how much memory a 25 MB one costs.
+
+    .venv/bin/python -m tests.bench.mime_parse [--seconds 2] [--size-mb 25]
+
+Prints the parse rate (messages/s and ms/message) over: CPython's email test messages, the collected set in
+tests/data/mail/, a small plain-text mail (the hot path), and a small HTML-only mail (nh3 and text
+extraction). Then parses one message with a base64 attachment of `--size-mb` MB in a child process (so the
+RSS is its own) and prints the child's peak RSS before and after parsing, against the message size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from email.message import EmailMessage
+from pathlib import Path
+
+from ingest.mime import parse_mail
+
+CPYTHON_DATA = Path("/usr/lib/python3.11/test/test_email/data")
+COLLECTED = Path(__file__).resolve().parent.parent / "data" / "mail"
+
+
+def corpus(folder: Path) -> list[bytes]:
+    if not folder.is_dir():
+        return []
+    return [p.read_bytes() for p in sorted(folder.iterdir())
+            if p.is_file() and (p.name.startswith("msg_") or p.suffix == ".eml")]
+
+
+def small_plain() -> bytes:
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "Ada Customer <ada@example.org>", "support@localhost", "Printer on fire"
+    m["Message-ID"], m["Date"] = "<1@example.org>", "Fri, 27 Nov 2026 10:00:00 +0100"
+    m.set_content("Hello,\n\nthe printer on floor 3 is on fire again.\n\nAda\n")
+    return bytes(m)
+
+
+def small_html() -> bytes:
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "Ada Customer <ada@example.org>", "support@localhost", "Printer on fire"
+    m.set_content("<html><head><style>p{margin:0}</style></head><body>"
+                  + "<p>Hello,</p><p>the <b>printer</b> on floor 3 is on fire again.</p>" * 20
+                  + "<div>Ada</div></body></html>", subtype="html")
+    return bytes(m)
+
+
+def big_message(size_mb: int) -> bytes:
+    head = (b"From: Ada <ada@example.org>\r\nTo: support@localhost\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+            b"see attached\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"big.bin\"\r\n\r\n")
+    data = base64.encodebytes(os.urandom(size_mb * 1024 * 1024)).replace(b"\n", b"\r\n")
+    return head + data + b"--b--\r\n"
+
+
+def rate(name: str, messages: Sequence[bytes], seconds: float) -> None:
+    if not messages:
+        print(f"{name:<28} (none found)")
+        return
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for raw in messages:
+            parse_mail(raw)
+        count += len(messages)
+    elapsed = time.perf_counter() - start
+    print(f"{name:<28} {len(messages):>4} msgs  {count / elapsed:>9,.0f} msg/s  {1000 * elapsed / count:7.3f} ms/msg")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Linux hands a child its parent's peak at fork, so the child resets it
+    first (writing 5 to /proc/self/clear_refs) and reads VmHWM; elsewhere ru_maxrss."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss_child(path: str) -> None:
+    """In the child: read the message, then parse it; print peak RSS (MB) at start and after each."""
+    with suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    start_rss = peak_rss_mb()
+    raw = Path(path).read_bytes()
+    before = peak_rss_mb()
+    start = time.perf_counter()
+    parsed = parse_mail(raw)
+    elapsed = time.perf_counter() - start
+    after = peak_rss_mb()
+    data = sum(len(p.data) for p in parsed.parts)
+    print(f"{start_rss:.1f} {len(raw) / 2**20:.1f} {before:.1f} {after:.1f} {elapsed:.3f} {data}")
+
+
+def peak_rss(size_mb: int) -> None:
+    with tempfile.NamedTemporaryFile(suffix=".eml") as f:
+        f.write(big_message(size_mb))
+        f.flush()
+        out = subprocess.run([sys.executable, "-m", "tests.bench.mime_parse", "--child", f.name],
+                             check=True, capture_output=True, text=True).stdout.split()
+    start, size, before, after, elapsed = (float(v) for v in out[:5])
+    data = int(out[5])
+    print(f"{size_mb} MB attachment: message {size:.1f} MB; peak RSS {start:.0f} MB at start, {before:.0f} MB "
+          f"after reading it, "
+          f"{after:.0f} MB after parsing (+{after - before:.0f} MB = {(after - before) / size:.1f}x the message); "
+          f"parse {elapsed:.2f} s; attachment bytes {data / 2**20:.1f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=2.0, help="time per rate measurement")
+    ap.add_argument("--size-mb", type=int, default=25, help="attachment size of the big message")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        peak_rss_child(args.child)
+        return
+    rate("cpython test_email data", corpus(CPYTHON_DATA), args.seconds)
+    rate("collected tests/data/mail", corpus(COLLECTED), args.seconds)
+    rate("small plain-text mail", [small_plain()], args.seconds)
+    rate("small HTML-only mail", [small_html()], args.seconds)
+    peak_rss(args.size_mb)
+
+
+if __name__ == "__main__":
+    main()
