@@ -44,7 +44,10 @@ class SmtpHandler:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: SmtpEnvelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        # no AUTH: mail servers hand mail over unauthenticated to a routing address (aiosmtpd would
+        # otherwise advertise LOGIN/PLAIN after STARTTLS and refuse every login)
+        offered = [r for r in responses[:-1] if not r.startswith("250-AUTH")]
+        return [*offered, "250-PIPELINING", responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
                           mail_options: list[str]) -> str:

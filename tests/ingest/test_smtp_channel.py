@@ -30,6 +30,8 @@ async def test_starttls_pipelining_and_8bit_mail(tmp_path: Path) -> None:
             assert client.supports_extension(ext), ext
         await client.starttls()
         assert client.get_transport_info("sslcontext") is not None or client.is_connected
+        await client.ehlo()
+        assert client.supports_extension("pipelining") and not client.supports_extension("auth")
         raw = "From: Zoë <zoe@example.org>\r\nTo: support@localhost\r\nSubject: Grüße\r\n" \
               "Message-ID: <8bit@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n" \
               "Content-Transfer-Encoding: 8bit\r\n\r\nDie Tür klemmt.\r\n"
