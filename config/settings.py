@@ -11,8 +11,10 @@ from pathlib import Path
 from string import Template
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from config.channels import ChannelsSettings
 
 OwnerRef = Annotated[str, Field(pattern=r"^(queue|user):\S.*$")]
 """An owner is `queue:<Queue name>` or `user:<user email>`."""
@@ -97,7 +99,7 @@ class SmtpSettings(_Section):
     port: int = Field(default=2525, ge=0, le=65535)
     hostname: str = "casegate.localhost"
     """Name the server greets with."""
-    max_message_size: int = Field(default=26214400, ge=1024)
+    max_message_size: int = Field(default=36700160, ge=1024)
     """Bytes; larger messages are refused with 552."""
     tls_cert: str = ""
     tls_key: str = ""
@@ -123,6 +125,11 @@ class HttpSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     reuse_port: bool = False
     """As smtp.reuse_port, for the HTTP port."""
+    public_base_url: str = ""
+    """The URL providers call, e.g. https://support.example.com (behind a proxy: the proxy's). Twilio signs
+    it, so it must be exact. Empty = http://<host>:<port>."""
+    max_body_size: int = Field(default=1048576, ge=1024)
+    """Bytes; larger webhook and form requests get 413."""
 
 
 class RoutingAddress(_Section):
@@ -147,7 +154,7 @@ class RoutingAddress(_Section):
     """Templates: $case_number, $subject, $name, $email, $thread_token (string.Template syntax)."""
     reject_notice_body: str = (
         "Hello $name,\n\ncase $case_number is closed, so your message was not added to it. Please write "
-        "a new mail (not a reply) if you need more help.\n\n$thread_token\n"
+        "a new mail (not a reply)\nif you need more help.\n\n$thread_token\n"
     )
     automatic_opens_case: bool = False
     """Let auto-replies and mailing-list mail open a case (they never reopen one or get an acknowledgement)."""
@@ -251,6 +258,69 @@ class OutboundSettings(_Section):
     """After this many failed attempts a mail is marked failed (still listed, never silently dropped)."""
 
 
+class MailboxSettings(_Section):
+    """One monitored IMAP mailbox (TOML `[[mailboxes]]`): its new mail becomes cases for `routing_address`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+    """Short unique name: in logs, `/readyz`, `casegate mailboxes status` and the state file."""
+    host: str
+    port: int = Field(default=993, ge=1, le=65535)
+    tls: bool = True
+    """Implicit TLS (IMAPS, usually port 993). False = plain text (only for a server on the same host)."""
+    tls_verify: bool = True
+    ca_file: str = ""
+    """PEM file of the CA(s) to trust instead of the system's."""
+    username: str
+    auth: Literal["password", "xoauth2"] = "password"
+    password: str = ""
+    password_file: str = ""
+    """File holding the password (read at each login); instead of `password`."""
+    token_command: str = ""
+    """XOAUTH2: a command printing a current access token (run at each login, no shell)."""
+    token_file: str = ""
+    """XOAUTH2: a file holding the current access token, refreshed by the operator (read at each login)."""
+    folder: str = "INBOX"
+    routing_address: str
+    """The support address this mailbox's mail is for: one of the `[[routing]]` addresses."""
+    after_fetch: Literal["seen", "move"] = "seen"
+    """What happens to a message once the bus has it: flag it \\Seen, or move it to `move_to`."""
+    move_to: str = ""
+    idle: bool = True
+    """Wait for new mail with IDLE when the server offers it (else poll every `poll_interval`)."""
+    idle_renew: float = Field(default=1500.0, ge=1, le=1740)
+    """Seconds after which IDLE is ended and re-issued, with a full scan (servers drop it after 30 minutes)."""
+    poll_interval: float = Field(default=60.0, gt=0)
+    """Seconds between two scans when the server has no IDLE (or `idle = false`)."""
+    fetch_batch: int = Field(default=20, ge=1, le=1000)
+    """Messages fetched by one UID FETCH and handed off together."""
+    timeout: float = Field(default=30.0, gt=0)
+    """Seconds any one IMAP command (and the connection) may take."""
+    login_timeout: float = Field(default=20.0, gt=0)
+    """Seconds the login (including running `token_command`) may take; a rejected token never hangs."""
+    retry_initial: float = Field(default=1.0, gt=0)
+    retry_max: float = Field(default=300.0, gt=0)
+    """Back-off after a lost connection, a refused login or the bus failing: doubling up to this."""
+
+    @field_validator("routing_address")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", v):
+            raise ValueError(f"not an email address: {v!r}")
+        return v.lower()
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MailboxSettings:
+        if self.auth == "password" and bool(self.password) == bool(self.password_file):
+            raise ValueError("auth = \"password\" needs exactly one of password or password_file")
+        if self.auth == "xoauth2" and bool(self.token_command) == bool(self.token_file):
+            raise ValueError("auth = \"xoauth2\" needs exactly one of token_command or token_file")
+        if self.after_fetch == "move" and not self.move_to:
+            raise ValueError("after_fetch = \"move\" needs move_to (the folder to move fetched mail to)")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file not found: {self.ca_file}")
+        return self
+
+
 class ThreadingSettings(_Section):
     secret: str = ""
     """HMAC key for thread tokens. Empty = generated once into `<data_dir>/thread.key`."""
@@ -276,7 +346,27 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     threading: ThreadingSettings = ThreadingSettings()
     loops: LoopSettings = LoopSettings()
+    channels: ChannelsSettings = ChannelsSettings()
     outbound: OutboundSettings = OutboundSettings()
+    mailboxes: list[MailboxSettings] = []
+    """IMAP mailboxes to fetch mail from (TOML `[[mailboxes]]`); none by default."""
+
+    @field_validator("mailboxes")
+    @classmethod
+    def _mailboxes_route(cls, v: list[MailboxSettings], info: ValidationInfo) -> list[MailboxSettings]:
+        names = [m.name for m in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"mailbox name listed twice: {', '.join(dupes)}")
+        routing = info.data.get("routing")
+        if routing is None:  # routing itself is invalid: that error is reported already
+            return v
+        known = [r.address for r in routing]
+        for i, m in enumerate(v):
+            if m.routing_address not in known:
+                raise ValueError(f"mailboxes[{i}].routing_address {m.routing_address!r} (mailbox {m.name!r}) "
+                                 f"is not a [[routing]] address; add it there or use one of: {', '.join(known)}")
+        return v
 
     @field_validator("routing")
     @classmethod

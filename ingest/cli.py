@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config import ConfigError, Settings, load_settings
+from ingest.channels.imap_status import print_mailbox_status
 from ingest.daemon import ROLES, Daemon, StartupError, open_store
 from ingest.dead_letters import list_dead_letters, replay_dead_letters
 from ingest.log_setup import configure_logging
@@ -57,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     dl = dlq.add_parser("list", parents=[common], help="dead letters not yet replayed")
     dl.add_argument("--json", action="store_true")
     dlq.add_parser("replay", parents=[common], help="put dead letters back on the inbound topic")
+    mbx = sub.add_parser("mailboxes", help="IMAP mailboxes").add_subparsers(dest="action", required=True)
+    mst = mbx.add_parser("status", parents=[common],
+                         help="each mailbox's connection, watermark, counters and last error (from the running daemon)")
+    mst.add_argument("--json", action="store_true")
     return p
 
 
@@ -84,6 +89,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "db":
         await asyncio.to_thread(upgrade, settings.store_url)
         print(f"case store migrated: {settings.store_url.split('@')[-1]}")
+        return 0
+    if args.command == "mailboxes":
+        print_mailbox_status(settings, args.json)
         return 0
     if args.command == "dlq":
         return await (_dlq_list(settings, args.json) if args.action == "list" else _dlq_replay(settings))

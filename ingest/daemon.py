@@ -20,12 +20,17 @@ from aiohttp import web
 from config import Settings
 from ingest.blobs import BlobStore
 from ingest.bus import Bus, open_bus
+from ingest.channels.imap import ImapChannel
+from ingest.channels.imap_state import state_path
+from ingest.channels.registry import mount_channels
 from ingest.channels.smtp import SmtpHandler, start_smtp
+from ingest.channels.webhook import ChannelContext
 from ingest.health import Check, health_app
 from ingest.outbox_sender import OutboxSender
 from ingest.publisher import Publisher
 from ingest.worker import Worker
 from store.case_service import CasePolicy, CaseService
+from store.channel_policy import channel_policies
 from store.database import Database
 from store.migrate import current_revision, head_revision, upgrade
 from store.owners import ensure_owners
@@ -81,7 +86,7 @@ async def make_worker(settings: Settings, db: Database, bus: Bus, blobs: BlobSto
     """A worker on `bus` writing to `db`, its consumer started and the configured owners resolved."""
     owners = await ensure_owners(db, owner_refs(settings))
     policy = CasePolicy({r.address: r for r in settings.routing}, settings.rules, owners, thread_secret(settings),
-                        settings.loops, settings.outbound)
+                        settings.loops, settings.outbound, channel_policies(settings))
     consumer = bus.consumer(_group(settings), settings.bus.topic)
     await consumer.start()
     return Worker(bus, consumer, CaseService(db, policy), blobs, settings.worker, settings.bus.dead_letter_topic)
@@ -100,11 +105,15 @@ class Daemon:
         self.db: Database | None = None
         self.worker: Worker | None = None
         self.smtp: SmtpHandler | None = None
+        self.imap: ImapChannel | None = None
         self._smtp_server: asyncio.Server | None = None
         self._http: web.AppRunner | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self.outbox: OutboxSender | None = None
         self._outbox_task: asyncio.Task[None] | None = None
+        self._pending_task: asyncio.Task[None] | None = None
+        self.channels: ChannelContext | None = None
+        self.webhooks: list[str] = []
         self._stopping = asyncio.Event()
         self.smtp_port = 0
         self.http_port = 0
@@ -140,15 +149,27 @@ class Daemon:
             self.smtp = SmtpHandler(publisher, [r.address for r in s.routing], s.smtp)
             self._smtp_server = await _listen("smtp", s.smtp.host, s.smtp.port, start_smtp(self.smtp, s.smtp))
             self.smtp_port = self._smtp_server.sockets[0].getsockname()[1]
+        if self.ingest and s.mailboxes:  # one task per mailbox; a broken one degrades /readyz, never blocks
+            self.imap = ImapChannel(s.mailboxes, Publisher(self.bus, self.blobs, s.bus.topic),
+                                    state_path(s.data_path))
+            self.imap.start()
         if s.http.enabled:
-            self._http = web.AppRunner(health_app(checks), access_log=None)
+            reports = {"mailboxes": self.imap.report} if self.imap is not None else None
+            app = health_app(checks, reports=reports)
+            if self.ingest:
+                self.channels = ChannelContext(Publisher(self.bus, self.blobs, s.bus.topic), s, self.db)
+                self.webhooks = mount_channels(app, self.channels)
+            self._http = web.AppRunner(app, access_log=None)
             await self._http.setup()
             site = web.TCPSite(self._http, s.http.host, s.http.port, reuse_port=s.http.reuse_port or None)
             await _listen("http", s.http.host, s.http.port, site.start())
             server = site._server
             self.http_port = server.sockets[0].getsockname()[1] if isinstance(server, asyncio.Server) else 0
+            if self.channels is not None:
+                self.channels.port = self.http_port
         log.info("daemon.started", ingest=self.ingest, worker=self.work, smtp_port=self.smtp_port,
-                 http_port=self.http_port, bus=s.bus.driver, store=s.store_url.split(":", 1)[0])
+                 http_port=self.http_port, bus=s.bus.driver, store=s.store_url.split(":", 1)[0],
+                 mailboxes=len(self.imap.watchers) if self.imap is not None else 0, webhooks=self.webhooks)
 
     async def _start_worker(self) -> None:
         assert self.db is not None
@@ -157,6 +178,19 @@ class Daemon:
         if self.settings.outbound.enabled:
             self.outbox = OutboxSender(self.db, self.settings.outbound)
             self._outbox_task = asyncio.create_task(self.outbox.run(self._stopping), name="outbox")
+        self._pending_task = asyncio.create_task(self._release_pending(self.worker), name="pending")
+
+    async def _release_pending(self, worker: Worker) -> None:
+        """Held-back web form submissions become cases as the daily cap allows (checked every minute)."""
+        while not self._stopping.is_set():
+            try:
+                released = await worker.service.release_pending()
+                if released:
+                    log.info("worker.pending_released", cases=len(released))
+            except Exception as e:
+                log.warning("worker.pending_release_failed", error=f"{type(e).__name__}: {e}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 60)
 
     async def _run_worker(self, worker: Worker) -> None:
         # All roles in one process: on SIGTERM, finish what the channels already put on the bus
@@ -173,6 +207,8 @@ class Daemon:
             await self.smtp.drain(timeout)
         if self._smtp_server is not None:
             self._smtp_server.close()
+        if self.imap is not None:  # each mailbox finishes its batch (hand-off, flag, watermark), logs out
+            await self.imap.stop(timeout)
         self._stopping.set()
         if self._worker_task is not None:
             try:
@@ -185,6 +221,9 @@ class Daemon:
         if self._outbox_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._outbox_task, self.settings.outbound.timeout)
+        if self._pending_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pending_task, 10)
         if self._http is not None:
             await self._http.cleanup()
         await self._close_resources()

@@ -1,18 +1,26 @@
 """The daemon's HTTP application: `/healthz` (the process is up) and `/readyz` (every dependency of
 this process's roles answers: bus, case store, blob store). Channels with webhooks mount their routes
-on the same application."""
+on the same application.
+
+`reports` are parts whose failure degrades the service without making it unready (an IMAP mailbox
+that cannot log in: SMTP and the rest still work): `/readyz` shows their detail and says
+"degraded" with 200, so an orchestrator does not take the whole daemon out of service."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
 Check = Callable[[], Awaitable[None]]
+Report = Callable[[], tuple[bool, Any]]
+"""(healthy, detail for the JSON body)."""
 
 
-def health_app(checks: Mapping[str, Check], timeout: float = 2.0) -> web.Application:
+def health_app(checks: Mapping[str, Check], timeout: float = 2.0,
+               reports: Mapping[str, Report] | None = None) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -25,8 +33,12 @@ def health_app(checks: Mapping[str, Check], timeout: float = 2.0) -> web.Applica
             except Exception as e:
                 results[name] = f"failing: {type(e).__name__}: {e}"[:300]
         ready = all(v == "ok" for v in results.values())
-        return web.json_response({"status": "ready" if ready else "not ready", "checks": results},
-                                 status=200 if ready else 503)
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": results}
+        for name, report in (reports or {}).items():
+            healthy, body[name] = report()
+            if ready and not healthy:
+                body["status"] = "degraded"
+        return web.json_response(body, status=200 if ready else 503)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -51,6 +52,11 @@ def to_inbound(env: Envelope) -> InboundMessage:
                           for a in env.attachments),
         auto=env.auto, auto_reason=env.meta.get("auto_reason"),
         bounced_message_ids=tuple(message_ids(env.meta.get("bounced_message_ids"))),
+        sender_handle=env.sender.handle, source=env.meta.get("source"),
+        entry_type=env.meta.get("entry_type", "Text"), media=tuple(json.loads(env.meta.get("media", "[]"))),
+        details=json.loads(env.meta.get("details", "{}")),
+        case_fields={k[5:]: v for k, v in env.meta.items() if k.startswith("case.")},
+        action=env.meta.get("action"),
     )
 
 

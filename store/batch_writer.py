@@ -4,6 +4,7 @@ feed entries and ledger rows. Used only inside the case service's transaction.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,8 +16,10 @@ from config import RoutingAddress
 from rules.lifecycle import DEFAULT_STATUS, StatusChange
 from store import lookups
 from store.case_matcher import thread_keys
+from store.channel_policy import CASE_FIELDS, ORIGINS, subject_of
+from store.contact_resolver import ContactResolver, email_key
 from store.ids import new_id
-from store.inbound import InboundMessage
+from store.inbound import InboundMessage, to_json
 from store.lookups import CaseState, ContactRef
 from store.models import (
     Attachment,
@@ -24,18 +27,20 @@ from store.models import (
     Case,
     CaseFeed,
     Contact,
+    ContactHandle,
+    ConversationEntry,
     Counter,
     EmailMessage,
     Outbox,
+    PendingMessage,
     ProcessedMessage,
     ThreadReference,
 )
 from store.outbound_mail import compose
 
-LIMITS = {"reason": 1000, "subject": 255, "description": 32000, "supplied": 80, "phone": 40, "body": 131072,
-          "headers": 32000, "email_subject": 3000, "address": 4000, "from": 1000, "message_id": 765, "feed": 255,
-          "key": 320}
-ORIGIN_OF_CHANNEL = {"email": "Email", "web": "Web", "phone": "Phone", "api": "Web"}
+LIMITS = {"picklist": 40, "comments": 4000, "handle": 255, "reason": 1000, "subject": 255, "description": 32000,
+          "supplied": 80, "phone": 40, "body": 131072, "headers": 32000, "email_subject": 3000, "address": 4000,
+          "from": 1000, "message_id": 765, "feed": 255, "key": 320}
 
 
 def _cut(value: str | None, limit: str) -> str | None:
@@ -50,15 +55,13 @@ def ledger_key(m: InboundMessage) -> tuple[str, str]:
     return m.channel, _cut(m.external_id, "message_id") or ""
 
 
-def email_key(address: str | None) -> str | None:
-    return address.strip().lower() if address and "@" in address else None
-
-
 class BatchWriter:
     def __init__(self, conn: Connection, now: datetime):
         self.s = conn
         self.now = now
-        self._contacts: list[dict[str, Any]] = []
+        self.contacts = ContactResolver(now)
+        self._entries: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
         self._cases: dict[str, dict[str, Any]] = {}
         self._case_updates: dict[str, dict[str, Any]] = {}
         self._emails: list[dict[str, Any]] = []
@@ -66,61 +69,42 @@ class BatchWriter:
         self._refs: dict[tuple[str, str], dict[str, Any]] = {}
         self._feed: list[dict[str, Any]] = []
         self._ledger: list[dict[str, Any]] = []
-        self._contact_of: dict[str, ContactRef | None] = {}
         self._outbound: list[tuple[CaseState, str, RoutingAddress, InboundMessage, str, str]] = []
         self._outbox: list[dict[str, Any]] = []
         self._replaced: set[tuple[str, str]] = set()
         self._bounced: set[str] = set()
 
     # contacts -----------------------------------------------------------------------------------
-    def resolve_contacts(self, messages: Sequence[InboundMessage]) -> dict[str, ContactRef | None]:
-        """The Contact of each sender address, created when none exists; an address shared by several
-        contacts links none (the sender is kept in SuppliedEmail), as Salesforce does."""
-        keys = {k for m in messages if (k := email_key(m.sender_email))}
-        found = lookups.contacts_by_email(self.s, keys) if keys else {}
-        for m in messages:
-            key = email_key(m.sender_email)
-            if key is None or key in self._contact_of:
-                continue
-            have = found.get(key, [])
-            if len(have) == 1:
-                self._contact_of[key] = have[0]
-            elif have:
-                self._contact_of[key] = None
-            else:
-                self._contact_of[key] = self._new_contact(m, key)
-        return self._contact_of
+    def resolve_contacts(self, messages: Sequence[InboundMessage]) -> None:
+        """The Contact of each sender (by email, phone or handle), created when none exists."""
+        self.contacts.resolve(self.s, messages)
 
     def contact_for(self, m: InboundMessage) -> ContactRef | None:
-        key = email_key(m.sender_email)
-        return self._contact_of.get(key) if key else None
-
-    def _new_contact(self, m: InboundMessage, key: str) -> ContactRef:
-        name = (m.sender_name or "").strip()
-        first, _, last = name.rpartition(" ") if " " in name else ("", "", name)
-        cid = new_id("Contact")
-        self._contacts.append({
-            "Id": cid, "FirstName": first[:40] or None, "LastName": (last or key.split("@")[0])[:80],
-            "Email": key[:80], "EmailKey": key[:320], "Phone": _cut(m.sender_phone, "phone"), "CreatedDate": self.now,
-        })
-        return ContactRef(cid, None, None)
+        return self.contacts.contact_for(m)
 
     # cases ----------------------------------------------------------------------------------------
     def open_case(self, m: InboundMessage, route: RoutingAddress | None,
-                  contact: ContactRef | None, parent: CaseState | None = None) -> CaseState:
+                  contact: ContactRef | None, parent: CaseState | None = None, *, origin: str | None = None,
+                  priority: str | None = None) -> CaseState:
         case_id = new_id("Case")
-        origin = route.origin if route else ORIGIN_OF_CHANNEL.get(m.channel, m.channel.title())
+        origin = origin or (route.origin if route else ORIGINS.get(m.channel, m.channel.title()))
+        supplied = {k: v for k, v in m.case_fields.items() if k in CASE_FIELDS and v}
         self._cases[case_id] = {
-            "Id": case_id, "CaseNumber": None, "Subject": _cut(m.subject, "subject"),
+            "Id": case_id, "CaseNumber": None, "Subject": _cut(subject_of(m.subject, m.text), "subject"),
             "Description": _cut(m.text, "description"), "Status": DEFAULT_STATUS,
-            "Priority": route.priority if route else "Medium", "Type": (route.type or None) if route else None,
+            "Priority": _cut(supplied.get("Priority") or priority or (route.priority if route else "Medium"),
+                             "picklist"),
+            "Type": _cut(supplied.get("Type") or ((route.type or None) if route else None), "picklist"),
+            "Reason": _cut(supplied.get("Reason"), "picklist"), "Language": _cut(supplied.get("Language"), "picklist"),
+            "Comments": _cut(supplied.get("Comments"), "comments"),
+            "SuppliedCompany": _cut(supplied.get("SuppliedCompany"), "supplied"),
             "Origin": origin, "IsClosed": False, "IsClosedOnCreate": False, "IsEscalated": False,
             "IsStopped": False, "OwnerId": "", "ContactId": contact.id if contact else None,
             "AccountId": contact.account_id if contact else None,
             "SuppliedName": _cut(m.sender_name, "supplied"), "SuppliedEmail": _cut(m.sender_email, "supplied"),
             "SuppliedPhone": _cut(m.sender_phone, "phone"), "ConversationKey": _cut(m.conversation_key, "key"),
-            "RoutingAddress": _cut(route.address, "key") if route else None,
-            "ParentId": parent.id if parent else None,
+            "RoutingAddress": _cut(route.address if route else next(iter(m.recipients), None), "key"),
+            "ParentId": parent.id if parent else None, "SourceId": None,
             "CreatedDate": self.now, "LastModifiedDate": self.now,
         }
         via = f" via {route.address}" if route else ""
@@ -174,6 +158,27 @@ class BatchWriter:
                       body=_cut(f"Email from {m.sender_email}: {m.subject}", "feed"))
         return email_id
 
+    def add_entry(self, case_id: str, m: InboundMessage) -> str:
+        """A message that is not an email (text, media, form, call) on the case's timeline."""
+        entry_id = new_id("ConversationEntry")
+        self._entries.append({
+            "Id": entry_id, "ParentId": case_id, "Channel": m.channel, "EntryType": m.entry_type[:20],
+            "ActorType": "EndUser", "ActorName": _cut(m.sender_name, "handle"),
+            "ActorIdentifier": _cut(m.sender_phone or m.sender_handle or m.sender_email, "handle"),
+            "Message": _cut(m.text, "body"), "MessageIdentifier": _cut(m.external_id, "message_id"),
+            "Recipient": _cut(next(iter(m.recipients), None), "handle"),
+            "MediaUrls": json.dumps(list(m.media)) if m.media else None,
+            "Details": json.dumps(dict(m.details)) if m.details else None,
+            "EntryTime": m.message_date or m.received_at, "CreatedDate": self.now,
+        })
+        if case_id not in self._cases:
+            self._case_updates.setdefault(case_id, {"Id": case_id})["LastModifiedDate"] = self.now
+        who = m.sender_name or m.sender_phone or m.sender_handle or m.sender_email
+        what = "Call" if m.entry_type == "Call" else f"{ORIGINS.get(m.channel, m.channel)} message"
+        self.add_feed(case_id, "MessagingEvent" if m.entry_type != "Call" else "CallEvent", related=entry_id,
+                      body=_cut(f"{what} from {who}: {subject_of(None, m.text) or m.entry_type}", "feed"))
+        return entry_id
+
     def add_feed(self, case_id: str, kind: str, *, field: str | None = None, old: str | None = None,
                  new: str | None = None, body: str | None = None, related: str | None = None) -> None:
         self._feed.append({
@@ -191,6 +196,12 @@ class BatchWriter:
             "Subject": _cut(m.subject, "subject"), "MessageIdentifier": _cut(m.message_id, "message_id"),
             "RawSha256": m.raw_sha256, "ReceivedAt": m.received_at, "ProcessedAt": self.now,
         })
+
+    def add_pending(self, m: InboundMessage, reason: str) -> None:
+        """Hold `m` back whole (it opens its case later) and say so on the ledger."""
+        self._pending.append({"Channel": m.channel, "ExternalId": ledger_key(m)[1], "Reason": reason[:255],
+                              "Payload": to_json(m), "CreatedDate": self.now})
+        self.add_ledger(m, "pending", None, None, None, reason=reason)
 
     def replace_ledger(self, keys: Collection[tuple[str, str]]) -> None:
         """These messages were dead-lettered before: their new outcome replaces that row."""
@@ -223,9 +234,11 @@ class BatchWriter:
             table = Base.metadata.tables[EmailMessage.__tablename__]
             self.s.execute(update(table).where(table.c.Id == bindparam("b_id")).values(IsBounced=True),
                            [{"b_id": i} for i in self._bounced])
-        for model, rows in ((Contact, self._contacts), (Case, list(self._cases.values())),
+        for model, rows in ((Contact, self.contacts.contacts), (ContactHandle, self.contacts.handles),
+                            (Case, list(self._cases.values())), (ConversationEntry, self._entries),
                             (EmailMessage, self._emails), (Attachment, self._attachments),
-                            (CaseFeed, self._feed), (ProcessedMessage, self._ledger), (Outbox, self._outbox)):
+                            (CaseFeed, self._feed), (ProcessedMessage, self._ledger), (Outbox, self._outbox),
+                            (PendingMessage, self._pending)):
             if rows:  # Core executemany: one statement for all rows, no ORM unit-of-work per row
                 self.s.execute(insert(Base.metadata.tables[model.__tablename__]), rows)
         if self._refs:

@@ -11,7 +11,17 @@ from sqlalchemy.orm import DeclarativeBase
 
 from store.database import Database
 from store.errors import CaseNotFound
-from store.models import Attachment, Case, CaseComment, CaseFeed, Contact, EmailMessage, Queue, User
+from store.models import (
+    Attachment,
+    Case,
+    CaseComment,
+    CaseFeed,
+    Contact,
+    ConversationEntry,
+    EmailMessage,
+    Queue,
+    User,
+)
 
 
 def as_record(row: DeclarativeBase, object_type: str) -> dict[str, Any]:
@@ -48,7 +58,8 @@ async def count_cases(db: Database) -> int:
 
 
 async def show_case(db: Database, case_number: str) -> dict[str, Any]:
-    """The case with `EmailMessages`, `Attachments`, `CaseComments` and `Feed` (oldest first)."""
+    """The case with `EmailMessages`, `ConversationEntries`, `Attachments`, `CaseComments` and `Feed`
+    (oldest first), and `messages`: the emails and conversation entries together."""
     async with db.session() as s:
         case = (await s.execute(select(Case).where(Case.CaseNumber == case_number))).scalar()
         if case is None:
@@ -59,7 +70,16 @@ async def show_case(db: Database, case_number: str) -> dict[str, Any]:
             ("Attachments", Attachment, (Attachment.CreatedDate, Attachment.Id)),
             ("CaseComments", CaseComment, (CaseComment.CreatedDate, CaseComment.Id)),
             ("Feed", CaseFeed, (CaseFeed.CreatedDate, CaseFeed.Seq)),
+            ("ConversationEntries", ConversationEntry, (ConversationEntry.CreatedDate, ConversationEntry.EntryTime)),
         ):
             rows = (await s.execute(select(model).where(model.ParentId == case.Id).order_by(*order))).scalars()
             rec[key] = [as_record(r, model.__name__) for r in rows]
+    rec["messages"] = _messages(rec)
     return rec
+
+
+def _messages(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every message on the case, emails and the rest, in the order they reached it (each keeps its
+    `attributes.type`: EmailMessage or ConversationEntry)."""
+    both = [*case["EmailMessages"], *case["ConversationEntries"]]
+    return sorted(both, key=lambda m: m["CreatedDate"])

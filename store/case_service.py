@@ -9,12 +9,12 @@ The ledger row of each message is written in the same transaction, so redelivery
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from config import LoopSettings, OutboundSettings, RoutingAddress, RulesSettings
@@ -23,12 +23,14 @@ from rules.lifecycle import change_status
 from store import lookups
 from store.batch_writer import BatchWriter, ledger_key
 from store.case_matcher import CaseMatcher
+from store.channel_policy import ChannelPolicy, origin_of, policy_for
+from store.conversations import Conversations
 from store.database import Database
 from store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
-from store.inbound import InboundMessage, Outcome
-from store.lookups import CaseState
+from store.inbound import InboundMessage, Outcome, from_json
+from store.lookups import CaseState, ContactRef
 from store.loop_guard import LoopGuard
-from store.models import Case
+from store.models import Case, PendingMessage
 from store.thread_token import make_token
 
 T = TypeVar("T")
@@ -45,6 +47,8 @@ class CasePolicy:
     thread_secret: bytes
     loops: LoopSettings = field(default_factory=LoopSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    channels: Mapping[str, ChannelPolicy] = field(default_factory=dict)
+    """Configured channel section (`twilio`, `meta`, `web_form` ...) → how its messages become cases."""
 
     def routing_for(self, recipients: Sequence[str]) -> RoutingAddress | None:
         for r in recipients:
@@ -68,14 +72,19 @@ class CaseService:
         at = now or datetime.now(UTC)
         return await self._run(lambda conn: self._record(conn, messages, at))
 
-    def _record(self, conn: Connection, messages: Sequence[InboundMessage], now: datetime) -> list[Outcome]:
+    def _record(self, conn: Connection, messages: Sequence[InboundMessage], now: datetime,
+                releasing: Collection[tuple[str, str]] = ()) -> list[Outcome]:
         writer = BatchWriter(conn, now)
-        matcher = CaseMatcher.load(conn, messages, self.policy.thread_secret)
+        emails = [m for m in messages if m.channel == "email"]
+        matcher = CaseMatcher.load(conn, emails, self.policy.thread_secret)
         done, dead = lookups.processed_keys(conn, {ledger_key(m) for m in messages})
-        writer.replace_ledger(dead)
+        done -= set(releasing)  # pending messages being released: their ledger row is replaced
+        writer.replace_ledger(dead | set(releasing))
         fresh = [m for m in messages if ledger_key(m) not in done]
         guard = LoopGuard.load(conn, fresh, self.policy.loops, now)
         writer.resolve_contacts(fresh)
+        others = [m for m in fresh if m.channel != "email"]
+        talk = Conversations.load(conn, others, [writer.contact_for(m) for m in others], self.policy.channels, now)
         outcomes = []
         for m in messages:
             key = ledger_key(m)
@@ -83,7 +92,10 @@ class CaseService:
                 outcomes.append(Outcome(m.channel, m.external_id, "duplicate", None, None, None))
                 continue
             done.add(key)
-            outcomes.append(self._place(m, matcher, writer, guard))
+            if m.channel == "email":
+                outcomes.append(self._place(m, matcher, writer, guard))
+            else:
+                outcomes.append(self._place_message(m, talk, writer))
         numbers = writer.flush()
         return [_numbered(o, numbers) for o in outcomes]
 
@@ -120,6 +132,68 @@ class CaseService:
                                   f"{self.policy.loops.window_seconds:g} s")
         return self._open(m, route, matcher, writer, guard)
 
+    def _place_message(self, m: InboundMessage, talk: Conversations, writer: BatchWriter) -> Outcome:
+        """A message that is not an email: continue its conversation's case, or open one."""
+        if m.action == "ignore":
+            return self._suppress(m, writer, "ignored", m.details.get("reason") or "the channel's rules ignore it")
+        contact = writer.contact_for(m)
+        policy = talk.policy(m)
+        found = talk.case_of(m, contact)
+        parent = None
+        why = None
+        if found is not None:
+            state, rule = found
+            closed_at = _aware(state.closed_date) if state.closed_date else None
+            if not state.is_closed and talk.within_window(m, state):
+                return self._add_entry(m, state, rule, writer, talk, contact)
+            if state.is_closed and (policy.closed_case_policy == "reopen" or (
+                    policy.closed_case_policy == "reopen_within_days" and closed_at is not None
+                    and writer.now - closed_at <= timedelta(days=policy.reopen_within_days))):
+                change = change_status(self.policy.rules.reopen_status, state.closed_date, writer.now)
+                writer.change_status(state, change, reason=f"customer wrote again ({m.channel}); "
+                                                           f"policy {policy.closed_case_policy}")
+                return self._add_entry(m, state, rule, writer, talk, contact,
+                                       note=f"closed-case policy {policy.closed_case_policy}: reopened")
+            if state.is_closed:
+                parent = state
+                why = f"closed-case policy {policy.closed_case_policy}: new case, ParentId {state.number}"
+            else:
+                why = f"conversation window of {policy.window_hours:g} h passed since case {state.number}"
+        if talk.over_daily_cap(m):
+            writer.add_pending(m, "daily cap of web form cases reached")
+            return Outcome(m.channel, m.external_id, "pending", None, None, "daily-cap")
+        state = writer.open_case(m, None, contact, parent, origin=origin_of(policy, m.channel),
+                                 priority=policy.priority)
+        self._assign(state.id, m, policy.owner, origin_of(policy, m.channel), policy.priority, contact, writer)
+        entry_id = writer.add_entry(state.id, m)
+        writer.set_source(state.id, entry_id)
+        writer.add_ledger(m, "created", "new", state.id, entry_id, reason=why)
+        talk.opened(m, contact, state)
+        return Outcome(m.channel, m.external_id, "created", state.id, None, "new")
+
+    def _add_entry(self, m: InboundMessage, state: CaseState, rule: str, writer: BatchWriter, talk: Conversations,
+                   contact: ContactRef | None, note: str | None = None) -> Outcome:
+        entry_id = writer.add_entry(state.id, m)
+        body = f"{m.channel} message threaded by {rule}" + (f"; {note}" if note else "")
+        writer.add_feed(state.id, "ThreadingRule", body=body, related=entry_id)
+        writer.add_ledger(m, "threaded", rule, state.id, entry_id, reason=note)
+        talk.opened(m, contact, state)
+        return Outcome(m.channel, m.external_id, "threaded", state.id, state.number, rule)
+
+    def _assign(self, case_id: str, m: InboundMessage, route_owner: str | None, origin: str | None,
+                priority: str | None, contact: ContactRef | None, writer: BatchWriter, via: str | None = None) -> None:
+        owner = assign(self.policy.rules.assignment, route_owner or self.policy.rules.default_owner,
+                       CaseFacts(origin=origin, recipient=next(iter(m.recipients), None), subject=m.subject,
+                                 description=m.text, priority=priority,
+                                 account=contact.account_name if contact else None))
+        if owner.entry:
+            reason = f"assignment rule entry '{owner.entry}' matched"
+        elif route_owner:
+            reason = f"no assignment entry matched: owner of {via or m.channel + ' channel'}"
+        else:
+            reason = "no assignment entry matched: default owner"
+        writer.set_owner(case_id, self.policy.owner_ids[owner.owner], owner.owner, reason)
+
     def _thread(self, m: InboundMessage, state: CaseState, rule: str, writer: BatchWriter, matcher: CaseMatcher,
                 note: str | None = None) -> Outcome:
         contact = writer.contact_for(m)
@@ -154,19 +228,8 @@ class CaseService:
         routed = route is not _UNROUTED
         state = writer.open_case(m, route if routed else None, contact, parent)
         case_id = state.id
-        route_owner = route.owner if routed and route.owner else None
-        owner = assign(self.policy.rules.assignment, route_owner or self.policy.rules.default_owner,
-                       CaseFacts(origin=route.origin if routed else None,
-                                 recipient=next(iter(m.recipients), None), subject=m.subject,
-                                 description=m.text, priority=route.priority if routed else None,
-                                 account=contact.account_name if contact else None))
-        if owner.entry:
-            reason = f"assignment rule entry '{owner.entry}' matched"
-        elif route_owner:
-            reason = f"no assignment entry matched: owner of routing address {route.address}"
-        else:
-            reason = "no assignment entry matched: default owner"
-        writer.set_owner(case_id, self.policy.owner_ids[owner.owner], owner.owner, reason)
+        self._assign(case_id, m, route.owner if routed and route.owner else None, route.origin if routed else None,
+                     route.priority if routed else None, contact, writer, via=f"routing address {route.address}")
         email_id = writer.add_message(case_id, m, contact)
         writer.set_source(case_id, email_id)
         writer.add_ledger(m, "created", "new", case_id, email_id, reason=why)
@@ -204,6 +267,28 @@ class CaseService:
             return
         writer.queue_mail(state, kind, route, m, make_token(self.policy.thread_secret, state.id),
                           self.policy.outbound.hostname)
+
+    async def release_pending(self, now: datetime | None = None, limit: int = 500) -> list[Outcome]:
+        """Open the cases of held-back web form submissions, oldest first, as far as the daily cap allows."""
+        at = now or datetime.now(UTC)
+        policy = policy_for(self.policy.channels, "web", None)
+        if policy.daily_cap is None:
+            return []
+        cap = policy.daily_cap
+
+        def release(conn: Connection) -> list[Outcome]:
+            room = cap - lookups.cases_opened_since(conn, origin_of(policy, "web"), at - timedelta(days=1))
+            if room <= 0:
+                return []
+            rows = conn.execute(select(PendingMessage.Id, PendingMessage.Payload)
+                                .order_by(PendingMessage.Id).limit(min(room, limit))).all()
+            if not rows:
+                return []
+            conn.execute(delete(PendingMessage).where(PendingMessage.Id.in_([r[0] for r in rows])))
+            messages = [from_json(r[1]) for r in rows]
+            return self._record(conn, messages, at, releasing={ledger_key(m) for m in messages})
+
+        return await self._run(release)
 
     async def record_dead_letter(self, m: InboundMessage, error: str, now: datetime | None = None) -> None:
         """Put a dead-lettered message on the ledger with its error, so the message trace can say where

@@ -20,6 +20,7 @@ PREFIX = {
     "Attachment": "00P",
     "CaseFeed": "0D5",
     "Outbox": "0oX",
+    "ConversationEntry": "0Mw",
 }
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 
-from store.models import Account, Case, Contact, EmailMessage, Outbox, ProcessedMessage, ThreadReference
+from store.models import Account, Case, Contact, ContactHandle, EmailMessage, Outbox, ProcessedMessage, ThreadReference
 
 T = TypeVar("T")
 DEAD_LETTERED = "dead-lettered"
@@ -43,6 +43,8 @@ class CaseState:
     closed_date: datetime | None
     conversation_key: str | None = None
     """The sender identity the case was opened for (Thread-Index matches must come from it)."""
+    last_activity: datetime | None = None
+    """When the case last changed (a message, a status): the conversation window runs from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +67,56 @@ def processed_keys(s: Connection, keys: Collection[tuple[str, str]]) -> tuple[se
     return done, dead
 
 
-def contacts_by_email(s: Connection, emails: Collection[str]) -> dict[str, list[ContactRef]]:
-    q = select(Contact.EmailKey, Contact.Id, Contact.AccountId, Account.Name).outerjoin(
+def _contacts_by(s: Connection, column: Any, keys: Collection[str]) -> dict[str, list[ContactRef]]:
+    q = select(column, Contact.Id, Contact.AccountId, Account.Name).outerjoin(
         Account, Account.Id == Contact.AccountId
     )
     out: dict[str, list[ContactRef]] = {}
-    for key, cid, aid, aname in _rows(s, q, Contact.EmailKey, emails):
+    for key, cid, aid, aname in _rows(s, q, column, keys):
         out.setdefault(key, []).append(ContactRef(cid, aid, aname))
     return out
+
+
+def contacts_by_email(s: Connection, emails: Collection[str]) -> dict[str, list[ContactRef]]:
+    """Normalised (lower-case) address → the contacts with it."""
+    return _contacts_by(s, Contact.EmailKey, emails)
+
+
+def contacts_by_phone(s: Connection, phones: Collection[str]) -> dict[str, list[ContactRef]]:
+    """E.164 number → the contacts with it."""
+    return _contacts_by(s, Contact.PhoneKey, phones)
+
+
+def contacts_by_handle(s: Connection, handles: Collection[tuple[str, str]]) -> dict[tuple[str, str], ContactRef]:
+    """(channel, handle) → its contact."""
+    q = select(ContactHandle.Channel, ContactHandle.Handle, Contact.Id, Contact.AccountId, Account.Name).join(
+        Contact, Contact.Id == ContactHandle.ContactId).outerjoin(Account, Account.Id == Contact.AccountId)
+    wanted = set(handles)
+    out = {}
+    for channel, handle, cid, aid, aname in _rows(s, q, ContactHandle.Handle, {h for _, h in wanted}):
+        if (channel, handle) in wanted:
+            out[(channel, handle)] = ContactRef(cid, aid, aname)
+    return out
+
+
+def latest_cases_by_conversation(s: Connection, keys: Collection[str]) -> dict[str, CaseState]:
+    """Conversation key → the most recently active case opened for it."""
+    q = select(Case.Id, Case.CaseNumber, Case.Status, Case.IsClosed, Case.ClosedDate, Case.ConversationKey,
+               Case.LastModifiedDate).order_by(Case.LastModifiedDate, Case.CreatedDate)
+    return {r[5]: CaseState(*r) for r in _rows(s, q, Case.ConversationKey, keys)}
+
+
+def open_cases_by_contact(s: Connection, contact_ids: Collection[str]) -> dict[str, CaseState]:
+    """Contact Id → that contact's most recently active open case (a call is logged on it)."""
+    q = select(Case.Id, Case.CaseNumber, Case.Status, Case.IsClosed, Case.ClosedDate, Case.ConversationKey,
+               Case.LastModifiedDate, Case.ContactId).where(Case.IsClosed.is_(False)).order_by(
+        Case.LastModifiedDate, Case.CreatedDate)
+    return {r[7]: CaseState(*r[:7]) for r in _rows(s, q, Case.ContactId, contact_ids)}
+
+
+def cases_opened_since(s: Connection, origin: str, since: datetime) -> int:
+    q = select(func.count()).select_from(Case).where(Case.Origin == origin, Case.CreatedDate >= since)
+    return int(s.execute(q).scalar_one())
 
 
 def cases_by_reference(s: Connection, message_ids: Collection[str]) -> dict[str, str]:

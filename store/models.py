@@ -61,6 +61,20 @@ class Contact(Base):
     """The normalised (lower-case) address contacts are matched by."""
     Phone: Mapped[str | None] = mapped_column(String(40))
     MobilePhone: Mapped[str | None] = mapped_column(String(40))
+    PhoneKey: Mapped[str | None] = mapped_column(String(40), index=True)
+    """The phone number in E.164 that contacts are matched by (SMS, WhatsApp and calls alike)."""
+    CreatedDate: Mapped[datetime]
+
+
+class ContactHandle(Base):
+    """A contact's identity on a messaging channel (Telegram user id, Messenger PSID, X user id ...)."""
+
+    __tablename__ = "contact_handle"
+    __table_args__ = (UniqueConstraint("Channel", "Handle"),)
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    Channel: Mapped[str] = mapped_column(String(20))
+    Handle: Mapped[str] = mapped_column(String(255))
+    ContactId: Mapped[str] = mapped_column(ForeignKey("contact.Id"), index=True)
     CreatedDate: Mapped[datetime]
 
 
@@ -162,6 +176,48 @@ class EmailMessage(Base):
     RawSha256: Mapped[str | None] = mapped_column(String(64))
     """The raw original in the blob store."""
     CreatedDate: Mapped[datetime]
+
+
+class ConversationEntry(Base):
+    """A message that is not an email — SMS, WhatsApp, Messenger, Instagram, Telegram, X, chat, a web form
+    submission or a phone call — on its case's timeline (Salesforce keeps these as messaging sessions'
+    conversation entries, and calls as call activities)."""
+
+    __tablename__ = "conversation_entry"
+    Id: Mapped[str] = _id()
+    ParentId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
+    Channel: Mapped[str] = mapped_column(String(20))
+    EntryType: Mapped[str] = mapped_column(String(20))
+    """Text, Media, Form or Call."""
+    ActorType: Mapped[str] = mapped_column(String(20))
+    """EndUser (the customer) or Agent."""
+    ActorName: Mapped[str | None] = mapped_column(String(255))
+    ActorIdentifier: Mapped[str | None] = mapped_column(String(255))
+    """The customer's phone number (E.164), handle or email on this channel."""
+    Message: Mapped[str | None] = mapped_column(Text)
+    MessageIdentifier: Mapped[str] = mapped_column(String(765), index=True)
+    """The provider's id of the message (MessageSid, wamid, update id, call id ...)."""
+    Recipient: Mapped[str | None] = mapped_column(String(255))
+    """Our number, page or account the message was sent to."""
+    MediaUrls: Mapped[str | None] = mapped_column(Text)
+    """JSON list of the media the message carried."""
+    Details: Mapped[str | None] = mapped_column(Text)
+    """JSON object of channel facts (call duration, disposition, agent, recording URL ...)."""
+    EntryTime: Mapped[datetime]
+    CreatedDate: Mapped[datetime]
+
+
+class PendingMessage(Base):
+    """A message held back (e.g. over the web form's daily cap): kept whole, turned into a case later."""
+
+    __tablename__ = "pending_message"
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    Channel: Mapped[str] = mapped_column(String(20))
+    ExternalId: Mapped[str] = mapped_column(String(765))
+    Reason: Mapped[str] = mapped_column(String(255))
+    Payload: Mapped[str] = mapped_column(Text)
+    """The message as JSON (store.inbound)."""
+    CreatedDate: Mapped[datetime] = mapped_column(index=True)
 
 
 class CaseComment(Base):

@@ -15,7 +15,6 @@ from string import Template
 
 from config import RoutingAddress
 
-
 _POLICY = SMTP.clone(max_line_length=998)
 """CRLF lines; headers folded only past RFC 5322's hard limit, so the subject with its token stays one
 line (folding it before a long token leaves mail clients showing a leading space)."""

@@ -1,6 +1,6 @@
 """Shared fixtures: real services (tests.services) and the in-process pipeline (tests.pipeline)."""
 
-pytest_plugins = ["tests.services", "tests.pipeline"]
+pytest_plugins = ["tests.services", "tests.pipeline", "tests.mta", "tests.dovecot"]
 
 
 def pytest_generate_tests(metafunc):  # type: ignore[no-untyped-def]

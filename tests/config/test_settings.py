@@ -267,6 +267,21 @@ def test_routing_address_must_be_an_email_address(tmp_path: Path) -> None:
     assert "routing[0].address: " in msg and "not an email address" in msg
 
 
+def test_routing_policies_and_templates_are_checked(tmp_path: Path) -> None:
+    msg = problems_of(write(tmp_path, """
+[[routing]]
+address = "support@example.com"
+closed_case_policy = "reopen_forever"
+reopen_within_days = -1
+acknowledgement_subject = "Case $casenumber"
+reject_notice_body = "costs $ 5"
+"""))
+    assert "routing[0].closed_case_policy: " in msg and "'reopen', 'reopen_within_days', 'new_case'" in msg
+    assert "routing[0].reopen_within_days: " in msg
+    assert "routing[0].acknowledgement_subject: " in msg and "unknown template field $casenumber" in msg
+    assert "routing[0].reject_notice_body: " in msg and "lone '$'" in msg
+
+
 def test_tls_cert_without_key(tmp_path: Path) -> None:
     cert = write(tmp_path, "pem", "cert.pem")
     msg = problems_of(write(tmp_path, f'[smtp]\ntls_cert = "{cert}"\n'))

@@ -1,0 +1,294 @@
+"""Phone calls from any CTI platform as `cti.call.v1` events (reference/channels.md §8.4), and the
+screen-pop lookup softphones call while the phone rings.
+
+`POST [channels.cti] path` (default /hooks/cti) takes one event, or `{"events": [...]}`. It is signed:
+`X-CTI-Timestamp: <unix s>` and `X-CTI-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>`,
+the timestamp within `replay_window_seconds` of now; or, when `bearer_token` is configured, it carries
+`Authorization: Bearer <bearer_token>` (senders that cannot sign, such as EventBridge API destinations).
+
+Every event becomes one message on channel `phone`, external id `<call.id>:<event_type>`: a call has
+several events (offered, answered, ended, wrapup, recording, transcript), each recorded at most once
+however often, and under whichever `event_id`, the platform delivers it. What they do:
+- `call.ended` is the call record: a "Call" entry whose text is a one-line summary ("Inbound call,
+  3 min 12 s, answered by agent sam (queue Billing)") and whose details are every call field as strings
+  (`duration_seconds` computed). The first `[[channels.cti.dispositions]]` rule matching the call's
+  disposition decides: log (on the caller's most recent open case, else a new Phone case), new_case,
+  or ignore (kept on the ledger as suppressed, no case). No matching rule = log.
+- `call.wrapup`, `recording.available`, `transcript.available` add an entry with the wrap-up code and
+  notes, the recording URL, or the transcript to the caller's open case (ignored when the call's
+  disposition is ignored). They never open a second case for the same call themselves.
+- `call.offered` and `call.answered` are live state for agent desktops (the lookup below serves the
+  screen pop): acknowledged and kept on the ledger as suppressed, no entry.
+The customer is the ANI of an inbound call and the DNIS of an outbound one.
+
+`GET [channels.cti] lookup_path?ani=<number>` (default /cti/lookup) with `Authorization: Bearer
+<lookup_token>` answers the contacts with that number and their open cases (store.caller_lookup). It
+needs the case store: processes without the worker role answer 503.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.channels import CtiChannel, DispositionRule, read_secret
+from ingest.channels.webhook import (
+    ChannelContext,
+    Rejected,
+    bearer_of,
+    check_hmac_sha256,
+    check_timestamp,
+    e164,
+    json_error,
+    message_envelope,
+    parse_json,
+    publish_all,
+    require,
+    webhook,
+)
+from ingest.envelope import Envelope, Sender
+from store.caller_lookup import find_caller
+
+SCHEMA = "cti.call.v1"
+LIVE = ("call.offered", "call.answered")
+FOLLOW_UPS = ("call.wrapup", "recording.available", "transcript.available")
+EVENT_TYPES = (*LIVE, "call.ended", *FOLLOW_UPS)
+MAX_EVENTS = 500
+MAX_ID = 255
+_TITLES = {"call.offered": "Ringing: ", "call.answered": "Answered: ", "call.ended": "",
+           "call.wrapup": "Wrap-up: ", "recording.available": "Recording: ", "transcript.available": "Transcript: "}
+
+
+def _same(given: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def authenticate(request: web.Request, body: bytes, section: CtiChannel, now: float) -> None:
+    """A signed event (timestamp within the window, then the HMAC), or the configured bearer token."""
+    signature = request.headers.get("X-CTI-Signature")
+    bearer = bearer_of(request.headers.get("Authorization"))
+    token = read_secret(section.bearer_token, section.bearer_token_file)
+    if not signature and bearer and token:
+        if not _same(bearer, token):
+            raise Rejected(403, "bearer token does not match")
+        return
+    stamp = request.headers.get("X-CTI-Timestamp")
+    if not stamp:
+        raise Rejected(401, "X-CTI-Timestamp missing")
+    if not signature:
+        raise Rejected(401, "X-CTI-Signature missing")
+    check_timestamp(stamp, section.replay_window_seconds, now, "X-CTI-Timestamp")
+    secret = read_secret(section.secret, section.secret_file)
+    check_hmac_sha256(secret, stamp.strip().encode() + b"." + body, signature, prefix="v1=")
+
+
+def _optional(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise Rejected(400, f"invalid field {where}{name}", f"{where}{name}")
+    return value
+
+
+def _instant(raw: str, field: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Rejected(400, f"{field} is not an RFC 3339 timestamp", field) from None
+    if at.tzinfo is None:
+        raise Rejected(400, f"{field} has no UTC offset", field)
+    return at
+
+
+def _time(obj: Mapping[str, Any], name: str, where: str, needed: bool = False) -> datetime | None:
+    raw = require(obj, name, str, where) if needed else _optional(obj, name, str, where)
+    return None if raw is None else _instant(raw, f"{where}{name}")
+
+
+def duration(seconds: int) -> str:
+    """3 min 12 s; 1 h 0 min 5 s; 45 s."""
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h} h {m} min {s} s"
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+def disposition_rule(rules: Sequence[DispositionRule], disposition: str | None) -> tuple[str, int | None]:
+    """The action of the first rule matching the disposition (case-insensitive, "*" = any) and its number
+    (1-based); ("log", None) when none matches."""
+    wanted = (disposition or "").strip().lower()
+    for number, rule in enumerate(rules, 1):
+        if rule.disposition.strip() == "*" or rule.disposition.strip().lower() == wanted:
+            return rule.action, number
+    return "log", None
+
+
+def _flatten(details: dict[str, str], prefix: str, value: Any) -> None:
+    if isinstance(value, dict) and prefix in ("queue", "agent", "recording", "source"):
+        for k, v in value.items():
+            _flatten(details, f"{prefix}_{k}", v)
+    elif value is not None:
+        details[prefix] = value if isinstance(value, str) else json.dumps(value)
+
+
+def _action(kind: str, rules: Sequence[DispositionRule], disposition: str | None,
+            details: dict[str, str]) -> str | None:
+    """The envelope's action (None = log); an ignored event's reason goes into `details`."""
+    action, number = disposition_rule(rules, disposition)
+    if kind in LIVE:
+        details["reason"] = f"{kind}: live call state; the call is recorded when it ends"
+        return "ignore"
+    if action == "ignore":
+        details["reason"] = f"disposition {disposition or '(none)'}: ignore (dispositions rule {number})"
+        return "ignore"
+    return "new_case" if action == "new_case" and kind == "call.ended" else None
+
+
+def _summary(kind: str, direction: str, seconds: int | None, call: Mapping[str, Any], agent: Mapping[str, Any],
+             queue: Mapping[str, Any], recording: Mapping[str, Any]) -> str:
+    """"Inbound call, 3 min 12 s, answered by agent sam (queue billing)", then the wrap-up code, the
+    notes, and the recording URL or transcript the event brings."""
+    line = f"{direction.title()} call" + (f", {duration(seconds)}" if seconds is not None else "")
+    who = agent.get("name") or agent.get("id")
+    disposition = (call.get("disposition") or "").lower()
+    if who and (call.get("answered_at") or disposition in ("", "completed", "transferred")):
+        line += f", answered by agent {who}" + (", transferred" if disposition == "transferred" else "")
+    elif disposition:
+        line += f", {disposition.replace('-', ' ')}"
+    if queue.get("name") or queue.get("id"):
+        line += f" (queue {queue.get('name') or queue.get('id')})"
+    lines = [_TITLES[kind] + line]
+    if call.get("wrapup_code"):
+        lines.append(f"Wrap-up: {call['wrapup_code']}")
+    if call.get("notes"):
+        lines.append(call["notes"])
+    if kind == "recording.available":
+        lines.append(f"Recording: {recording['url']}")
+    if kind == "transcript.available":
+        transcript = call["transcript"]
+        lines.append(transcript if isinstance(transcript, str) else json.dumps(transcript))
+    return "\n".join(lines)
+
+
+def call_envelope(event: Mapping[str, Any], where: str, section: CtiChannel) -> Envelope:
+    """The envelope of one validated `cti.call.v1` event (Rejected 400 naming the field otherwise)."""
+    if event.get("schema") != SCHEMA:
+        raise Rejected(400, f"{where}schema must be {SCHEMA}", f"{where}schema")
+    event_id = require(event, "event_id", str, where)
+    kind = require(event, "event_type", str, where)
+    if kind not in EVENT_TYPES:
+        raise Rejected(400, f"{where}event_type must be one of {', '.join(EVENT_TYPES)}", f"{where}event_type")
+    occurred = _instant(require(event, "occurred_at", str, where), f"{where}occurred_at")
+    _optional(event, "source", dict, where)
+    call = require(event, "call", dict, where)
+    at = f"{where}call."
+    call_id = require(call, "id", str, at)
+    if len(call_id) > MAX_ID:
+        raise Rejected(400, f"{at}id is over {MAX_ID} characters", f"{at}id")
+    direction = (_optional(call, "direction", str, at) or "inbound").lower()
+    if direction not in ("inbound", "outbound"):
+        raise Rejected(400, f"{at}direction must be inbound or outbound", f"{at}direction")
+    them, us = ("ani", "dnis") if direction == "inbound" else ("dnis", "ani")
+    region = section.default_region or None
+    customer = e164(require(call, them, str, at), region)
+    if customer is None:
+        raise Rejected(400, f"{at}{them} is not a phone number", f"{at}{them}")
+    ours_raw = _optional(call, us, str, at)
+    ours = e164(ours_raw, region) or ours_raw
+    for name in ("root_id", "caller_name", "disposition", "wrapup_code", "notes"):
+        _optional(call, name, str, at)
+    queue = _optional(call, "queue", dict, at) or {}
+    agent = _optional(call, "agent", dict, at) or {}
+    recording = _optional(call, "recording", dict, at) or {}
+    for name in ("wait_seconds", "talk_seconds", "hold_seconds"):
+        if (_optional(call, name, (int, float), at) or 0) < 0:
+            raise Rejected(400, f"invalid field {at}{name}", f"{at}{name}")
+    _optional(call, "attributes", dict, at)
+    started = _time(call, "started_at", at, needed=kind == "call.ended")
+    _time(call, "answered_at", at)
+    ended = _time(call, "ended_at", at, needed=kind == "call.ended")
+    seconds = None
+    if started and ended:
+        if ended < started:
+            raise Rejected(400, f"{at}ended_at is before {at}started_at", f"{at}ended_at")
+        seconds = round((ended - started).total_seconds())
+    if kind == "recording.available" and not isinstance(recording.get("url"), str):
+        raise Rejected(400, f"missing or invalid field {at}recording.url", f"{at}recording.url")
+    if kind == "transcript.available" and not call.get("transcript"):
+        raise Rejected(400, f"missing or invalid field {at}transcript", f"{at}transcript")
+
+    details: dict[str, str] = {"event_id": event_id, "event_type": kind, "occurred_at": occurred.isoformat()}
+    _flatten(details, "source", event.get("source"))
+    for name, value in call.items():
+        _flatten(details, "call_id" if name == "id" else name, value)
+    details["direction"] = direction
+    details["customer_number"] = customer
+    if seconds is not None:
+        details["duration_seconds"] = str(seconds)
+    action = _action(kind, section.dispositions, call.get("disposition"), details)
+    text = _summary(kind, direction, seconds, call, agent, queue, recording)
+    envelope = message_envelope(
+        "phone", "cti", f"{call_id}:{kind}", sender=Sender(name=call.get("caller_name"), phone=customer),
+        text=text, recipients=(ours,) if ours else (), entry_type="Call", details=details,
+        media=[recording["url"]] if isinstance(recording.get("url"), str) else [], action=action,
+        sent_at=occurred)
+    return envelope
+
+
+async def receive(ctx: ChannelContext, request: web.Request, body: bytes) -> web.StreamResponse:
+    section = ctx.settings.channels.cti
+    authenticate(request, body, section, time.time())
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        raise Rejected(400, "body must be a JSON object")
+    if "events" in payload:
+        events = payload["events"]
+        if not isinstance(events, list) or not events or len(events) > MAX_EVENTS:
+            raise Rejected(400, f"events must be a list of 1 to {MAX_EVENTS} events", "events")
+        for i, event in enumerate(events):
+            if not isinstance(event, dict):
+                raise Rejected(400, f"events[{i}] must be an object", f"events[{i}]")
+        envelopes = [call_envelope(event, f"events[{i}].", section) for i, event in enumerate(events)]
+    else:
+        envelopes = [call_envelope(payload, "", section)]
+    return await publish_all(ctx, "cti", envelopes)
+
+
+async def lookup(ctx: ChannelContext, request: web.Request, body: bytes) -> web.StreamResponse:
+    """The screen pop: contacts with this number and their open cases, most recently active first."""
+    section = ctx.settings.channels.cti
+    given = bearer_of(request.headers.get("Authorization"))
+    if given is None:
+        raise Rejected(401, "Authorization: Bearer <lookup token> missing")
+    if not _same(given, read_secret(section.lookup_token, section.lookup_token_file)):
+        raise Rejected(403, "lookup token does not match")
+    raw = request.query.get("ani", "")
+    if raw.startswith(" "):  # an unencoded "+" in a query string reads as a space
+        raw = "+" + raw.lstrip()
+    phone = e164(raw.strip(), section.default_region or None)
+    if phone is None:
+        raise Rejected(400, "ani is missing or not a phone number", "ani")
+    if ctx.db is None:
+        return json_error(503, "the caller lookup is served by casegate processes with the worker role "
+                               "(they hold the case store); route this path to one of them")
+    try:
+        match = await find_caller(ctx.db, phone)
+    except (SQLAlchemyError, OSError):
+        return json_error(503, "the case store is unavailable; please retry")
+    return web.json_response(match.as_json())
+
+
+def mount(app: web.Application, ctx: ChannelContext) -> None:
+    section = ctx.settings.channels.cti
+    app.router.add_post(section.path, webhook("cti", ctx, partial(receive, ctx)))
+    app.router.add_get(section.lookup_path, webhook("cti", ctx, partial(lookup, ctx)))

@@ -1,0 +1,202 @@
+"""What every webhook channel shares (reference/channels.md §0): read the raw body first, within the
+size limit (413); verify it before parsing anything (401 missing, 403 wrong); refuse malformed input
+with 400 and a JSON body naming the field; publish every message of the request and answer 200 only
+once the bus has them all — 503 otherwise, so the provider delivers again (dedupe makes that safe).
+
+A channel is a module with `mount(app, ctx)` that adds its routes; `ctx` gives it the publisher, the
+settings and the public base URL providers sign against.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import phonenumbers
+import structlog
+from aiohttp import web
+
+from config import Settings
+from ingest.blobs import BlobStoreError
+from ingest.bus import BusError
+from ingest.envelope import Channel, Envelope, Sender
+from ingest.publisher import Publisher
+from store.database import Database
+
+log = structlog.get_logger("casegate.webhook")
+
+
+class Rejected(Exception):
+    """The request is refused: `status` with a JSON body {"error": ..., "field": ...}."""
+
+    def __init__(self, status: int, error: str, field: str | None = None):
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.field = field
+
+
+def json_error(status: int, error: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": error, **({"field": field} if field else {})}, status=status)
+
+
+@dataclass
+class ChannelContext:
+    publisher: Publisher
+    settings: Settings
+    db: Database | None = None
+    """The case store, in processes that have one (the worker role): for lookups such as the screen pop."""
+    port: int = 0
+    """The HTTP port actually bound (the configured one may be 0 = any)."""
+
+    @property
+    def public_base_url(self) -> str:
+        http = self.settings.http
+        return (http.public_base_url or f"http://{http.host}:{self.port or http.port}").rstrip("/")
+
+    def public_url(self, request: web.Request) -> str:
+        """The URL the provider called (and signed): the configured public base + the raw path and query."""
+        return self.public_base_url + request.raw_path
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, refused with 413 beyond `limit` bytes (checked as it streams in, not only by header)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, f"request body over {limit} bytes")
+    return bytes(body)
+
+
+Handler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def webhook(channel: str, ctx: ChannelContext, handle: Handler) -> Route:
+    """An aiohttp handler: reads the body within the limit, runs `handle(request, body)`, turns Rejected
+    into its JSON error (logged, without the body or secrets)."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await read_body(request, ctx.settings.http.max_body_size)
+            return await handle(request, body)
+        except Rejected as e:
+            log.warning("webhook.rejected", channel=channel, status=e.status, reason=e.error, field=e.field,
+                        peer=request.remote)
+            return json_error(e.status, e.error, e.field)
+
+    return run
+
+
+def check_hmac_sha256(secret: str | bytes, message: bytes, given: str | None, *, prefix: str = "",
+                      encoding: str = "hex") -> None:
+    """Raise Rejected (401 missing, 403 wrong) unless `given` is HMAC-SHA256(secret, message), written as
+    `prefix` + hex (or base64) digest. Compared in constant time."""
+    if not given:
+        raise Rejected(401, "signature missing")
+    key = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    expected = prefix + (digest.hex() if encoding == "hex" else base64.b64encode(digest).decode())
+    if not hmac.compare_digest(expected.encode(), given.strip().encode()):
+        raise Rejected(403, "signature does not match")
+
+
+def check_timestamp(given: str | None, window: int, now: float, header: str) -> None:
+    """Rejected unless `given` (unix seconds) is within `window` seconds of `now`, either side
+    (401 missing, 403 unreadable or outside: a replayed or delayed request)."""
+    if not given or not given.strip():
+        raise Rejected(401, f"{header} missing")
+    try:
+        at = int(given.strip())
+    except ValueError:
+        raise Rejected(403, f"{header} is not unix seconds") from None
+    if abs(now - at) > window:
+        raise Rejected(403, f"{header} is outside the replay window of {window} s")
+
+
+def bearer_of(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, else None."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise Rejected(400, f"body is not JSON: {e}") from None
+
+
+def require(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str, where: str = "") -> Any:
+    """obj[name] when present and of `kind`, else Rejected 400 naming the field."""
+    value = obj.get(name) if isinstance(obj, Mapping) else None
+    if value is None or (kind is str and value == "") or not isinstance(value, kind):
+        raise Rejected(400, f"missing or invalid field {where}{name}", f"{where}{name}")
+    return value
+
+
+def e164(raw: str | None, default_region: str | None = None) -> str | None:
+    """A phone number in E.164 (+15551230000), or None when it is not one. Accepts provider forms such as
+    `whatsapp:+1 555 123 0000` and WhatsApp's bare digits (`15551230000`)."""
+    if not raw:
+        return None
+    value = raw.split(":", 1)[1] if raw.lower().startswith(("whatsapp:", "tel:", "sms:")) else raw
+    value = value.strip()
+    if value.isdigit() and default_region is None:
+        value = "+" + value
+    try:
+        number = phonenumbers.parse(value, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def message_envelope(channel: Channel, source: str, external_id: str, *, sender: Sender, text: str | None,
+                     recipients: Sequence[str] = (), subject: str | None = None, entry_type: str = "Text",
+                     media: Sequence[str] = (), details: Mapping[str, str] | None = None,
+                     case_fields: Mapping[str, str] | None = None, action: str | None = None,
+                     thread_hints: Sequence[str] = (), conversation: str | None = None,
+                     sent_at: datetime | None = None) -> Envelope:
+    """The envelope of one message that is not an email. The conversation key is the channel plus
+    `conversation`, else the sender's phone number (E.164), handle or email: one customer's messages stay
+    in order and together. `sent_at` (the provider's time) becomes the entry's time."""
+    who = conversation or sender.phone or sender.handle or sender.email or external_id
+    meta: dict[str, str] = {"source": source, "entry_type": entry_type}
+    if media:
+        meta["media"] = json.dumps(list(media))
+    if details:
+        meta["details"] = json.dumps(dict(details))
+    if action:
+        meta["action"] = action
+    for name, value in (case_fields or {}).items():
+        meta[f"case.{name}"] = value
+    return Envelope(channel=channel, external_id=external_id, conversation_key=f"{channel}:{who}",
+                    sender=sender, recipients=tuple(recipients), subject=subject, text=text,
+                    thread_hints=tuple(thread_hints), meta=meta,
+                    headers={"Date": sent_at.isoformat()} if sent_at else {})
+
+
+async def publish_all(ctx: ChannelContext, channel: str, envelopes: Sequence[Envelope],
+                      ok: web.StreamResponse | None = None) -> web.StreamResponse:
+    """Publish every envelope; 200 (or `ok`) once the bus has them all, 503 when it failed. A message
+    published before the failure is published again on the provider's retry and deduplicated."""
+    try:
+        for envelope in envelopes:
+            await ctx.publisher.publish(envelope)
+    except (BusError, BlobStoreError) as e:
+        log.warning("webhook.tempfail", channel=channel, reason=str(e), messages=len(envelopes))
+        return json_error(503, "could not store the message durably; please retry")
+    for envelope in envelopes:
+        log.info("webhook.accepted", channel=channel, external_id=envelope.external_id, envelope_id=envelope.id)
+    return ok if ok is not None else web.json_response({"accepted": len(envelopes)})
