@@ -7,6 +7,8 @@ offending key and the reason, so the daemon can print them and exit 2 instead of
 from __future__ import annotations
 
 from config.loader import ConfigError, load_settings
+from config.mail import LoopSettings, OutboundSettings, RoutingAddress
+from config.mailboxes import MailboxSettings
 from config.settings import (
     AssignmentEntry,
     BlobSettings,
@@ -14,10 +16,6 @@ from config.settings import (
     HttpSettings,
     KafkaSettings,
     LocalBusSettings,
-    LoopSettings,
-    MailboxSettings,
-    OutboundSettings,
-    RoutingAddress,
     RulesSettings,
     Settings,
     SmtpSettings,

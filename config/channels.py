@@ -6,15 +6,11 @@ closed does."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-OwnerRef = Annotated[str, Field(pattern=r"^(queue|user):\S.*$")]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from config.sections import OwnerRef, Section
 
 
 def read_secret(value: str, path: str) -> str:
@@ -24,7 +20,7 @@ def read_secret(value: str, path: str) -> str:
     return value
 
 
-class ChannelBase(_Section):
+class ChannelBase(Section):
     enabled: bool = False
     origin: str = ""
     """Case Origin of cases this channel opens. Empty = the channel's own name (SMS, WhatsApp, ...)."""
@@ -185,7 +181,7 @@ class XChannel(ChannelBase):
         return [("consumer_secret", self.consumer_secret, self.consumer_secret_file)]
 
 
-class DispositionRule(_Section):
+class DispositionRule(Section):
     """What a call with this disposition does to cases; the first rule whose disposition matches wins,
     and a call no rule matches is logged."""
 
@@ -248,7 +244,7 @@ class ChatChannel(ChannelBase):
         return [("secret", self.secret, self.secret_file)]
 
 
-class ChannelsSettings(_Section):
+class ChannelsSettings(Section):
     web_form: WebFormChannel = WebFormChannel()
     twilio: TwilioChannel = TwilioChannel()
     meta: MetaChannel = MetaChannel()

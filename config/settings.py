@@ -8,25 +8,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from string import Template
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.channels import ChannelsSettings
-
-OwnerRef = Annotated[str, Field(pattern=r"^(queue|user):\S.*$")]
-"""An owner is `queue:<Queue name>` or `user:<user email>`."""
-TEMPLATE_FIELDS = ("case_number", "subject", "name", "email", "thread_token")
-"""What acknowledgement and notice templates may use."""
+from config.mail import LoopSettings, OutboundSettings, RoutingAddress
+from config.mailboxes import MailboxSettings
+from config.sections import OwnerRef, Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StoreSettings(_Section):
+class StoreSettings(Section):
     url: str = ""
     """SQLAlchemy async URL. Empty = SQLite file `<data_dir>/cases.db` (migrated automatically)."""
     pool_size: int = Field(default=5, ge=1, le=100)
@@ -43,7 +36,7 @@ class StoreSettings(_Section):
         return v
 
 
-class LocalBusSettings(_Section):
+class LocalBusSettings(Section):
     path: str = ""
     """The embedded bus log (SQLite). Empty = `<data_dir>/bus.db`."""
     fsync: bool = False
@@ -59,7 +52,7 @@ class LocalBusSettings(_Section):
     """Seconds between two prunings of the log."""
 
 
-class KafkaSettings(_Section):
+class KafkaSettings(Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "casegate"
     group_id: str = "casegate-worker"
@@ -74,7 +67,7 @@ class KafkaSettings(_Section):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
 
 
-class BusSettings(_Section):
+class BusSettings(Section):
     driver: Literal["local", "kafka"] = "local"
     topic: str = "casegate.in"
     dead_letter_topic: str = "casegate.dead"
@@ -82,7 +75,7 @@ class BusSettings(_Section):
     kafka: KafkaSettings = KafkaSettings()
 
 
-class BlobSettings(_Section):
+class BlobSettings(Section):
     path: str = ""
     """Directory of the content-addressed blob store. Empty = `<data_dir>/blobs`."""
     fsync: bool = False
@@ -93,7 +86,7 @@ class BlobSettings(_Section):
     """Seconds a put waits for the pack's write lock before failing (SMTP then answers 451)."""
 
 
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=2525, ge=0, le=65535)
@@ -119,7 +112,7 @@ class SmtpSettings(_Section):
         return self
 
 
-class HttpSettings(_Section):
+class HttpSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -132,58 +125,7 @@ class HttpSettings(_Section):
     """Bytes; larger webhook and form requests get 413."""
 
 
-class RoutingAddress(_Section):
-    address: str
-    origin: str = "Email"
-    priority: str = "Medium"
-    type: str = ""
-    owner: OwnerRef | None = None
-    """Owner for new cases from this address (before assignment rules). Empty = assignment rules."""
-    closed_case_policy: Literal["reopen", "reopen_within_days", "new_case", "reject"] = "reopen_within_days"
-    """What a customer's mail to a closed case does: reopen it; reopen it only if it closed less than
-    `reopen_within_days` ago, else open a new case whose ParentId is the closed one; always open such a
-    new case; or reject it (the mail is kept on the closed case and the sender gets a notice)."""
-    reopen_within_days: int = Field(default=14, ge=0)
-    auto_acknowledge: bool = True
-    """Send an acknowledgement mail (with the case number) for each new case from a person."""
-    acknowledgement_subject: str = "[Case $case_number] $subject"
-    acknowledgement_body: str = (
-        "Hello $name,\n\nthank you for your message. We opened case $case_number for it and will get back "
-        "to you soon.\nTo add to this case, reply to this mail and keep the subject line.\n\n$thread_token\n"
-    )
-    """Templates: $case_number, $subject, $name, $email, $thread_token (string.Template syntax)."""
-    reject_notice_body: str = (
-        "Hello $name,\n\ncase $case_number is closed, so your message was not added to it. Please write "
-        "a new mail (not a reply)\nif you need more help.\n\n$thread_token\n"
-    )
-    automatic_opens_case: bool = False
-    """Let auto-replies and mailing-list mail open a case (they never reopen one or get an acknowledgement)."""
-
-    @field_validator("acknowledgement_subject", "acknowledgement_body", "reject_notice_body")
-    @classmethod
-    def _template(cls, v: str) -> str:
-        try:
-            names = {m.group("named") or m.group("braced") for m in Template.pattern.finditer(v)
-                     if not m.group("escaped")}
-        except ValueError as e:
-            raise ValueError(f"invalid template: {e}") from None
-        if None in names:
-            raise ValueError("invalid template: a lone '$' (write $$ for a dollar sign)")
-        unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown template field ${unknown[0]} (known: "
-                             f"{', '.join('$' + f for f in TEMPLATE_FIELDS)})")
-        return v
-
-    @field_validator("address")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+", v):
-            raise ValueError(f"not an email address: {v!r}")
-        return v.lower()
-
-
-class AssignmentEntry(_Section):
+class AssignmentEntry(Section):
     name: str
     owner: OwnerRef
     origin: str | None = None
@@ -207,14 +149,14 @@ class AssignmentEntry(_Section):
         return v
 
 
-class RulesSettings(_Section):
+class RulesSettings(Section):
     default_owner: OwnerRef = "queue:Support"
     assignment: list[AssignmentEntry] = []
     reopen_status: str = "Working"
     """Status a closed case takes when the customer writes again."""
 
 
-class WorkerSettings(_Section):
+class WorkerSettings(Section):
     batch_size: int = Field(default=500, ge=1, le=5000)
     """Records processed in one database transaction."""
     poll_timeout: float = Field(default=0.2, gt=0)
@@ -226,102 +168,7 @@ class WorkerSettings(_Section):
     """Seconds to finish in-flight work on SIGTERM."""
 
 
-class LoopSettings(_Section):
-    """Mail-loop and flood protection."""
-
-    max_per_sender_subject: int = Field(default=15, ge=1)
-    """More mails than this from one sender with the same subject within `window_seconds` stop
-    opening cases; the rest are kept as suppressed (visible in `casegate messages export`)."""
-    window_seconds: float = Field(default=60.0, gt=0)
-    acknowledgements_per_address: int = Field(default=3, ge=0)
-    """At most this many acknowledgement mails to one address per `acknowledgement_window_minutes`."""
-    acknowledgement_window_minutes: float = Field(default=60.0, gt=0)
-
-
-class OutboundSettings(_Section):
-    """The relay casegate sends its own mail (acknowledgements, notices) through."""
-
-    enabled: bool = False
-    """Off until a relay is configured: without one, acknowledgements would only pile up unsent."""
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=1, le=65535)
-    starttls: bool = False
-    username: str = ""
-    password: str = ""
-    timeout: float = Field(default=30.0, gt=0)
-    hostname: str = "casegate.localhost"
-    """Domain of the Message-IDs casegate makes."""
-    poll_interval: float = Field(default=1.0, gt=0)
-    retry_initial: float = Field(default=30.0, gt=0)
-    retry_max: float = Field(default=3600.0, gt=0)
-    max_attempts: int = Field(default=20, ge=1)
-    """After this many failed attempts a mail is marked failed (still listed, never silently dropped)."""
-
-
-class MailboxSettings(_Section):
-    """One monitored IMAP mailbox (TOML `[[mailboxes]]`): its new mail becomes cases for `routing_address`."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
-    """Short unique name: in logs, `/readyz`, `casegate mailboxes status` and the state file."""
-    host: str
-    port: int = Field(default=993, ge=1, le=65535)
-    tls: bool = True
-    """Implicit TLS (IMAPS, usually port 993). False = plain text (only for a server on the same host)."""
-    tls_verify: bool = True
-    ca_file: str = ""
-    """PEM file of the CA(s) to trust instead of the system's."""
-    username: str
-    auth: Literal["password", "xoauth2"] = "password"
-    password: str = ""
-    password_file: str = ""
-    """File holding the password (read at each login); instead of `password`."""
-    token_command: str = ""
-    """XOAUTH2: a command printing a current access token (run at each login, no shell)."""
-    token_file: str = ""
-    """XOAUTH2: a file holding the current access token, refreshed by the operator (read at each login)."""
-    folder: str = "INBOX"
-    routing_address: str
-    """The support address this mailbox's mail is for: one of the `[[routing]]` addresses."""
-    after_fetch: Literal["seen", "move"] = "seen"
-    """What happens to a message once the bus has it: flag it \\Seen, or move it to `move_to`."""
-    move_to: str = ""
-    idle: bool = True
-    """Wait for new mail with IDLE when the server offers it (else poll every `poll_interval`)."""
-    idle_renew: float = Field(default=1500.0, ge=1, le=1740)
-    """Seconds after which IDLE is ended and re-issued, with a full scan (servers drop it after 30 minutes)."""
-    poll_interval: float = Field(default=60.0, gt=0)
-    """Seconds between two scans when the server has no IDLE (or `idle = false`)."""
-    fetch_batch: int = Field(default=20, ge=1, le=1000)
-    """Messages fetched by one UID FETCH and handed off together."""
-    timeout: float = Field(default=30.0, gt=0)
-    """Seconds any one IMAP command (and the connection) may take."""
-    login_timeout: float = Field(default=20.0, gt=0)
-    """Seconds the login (including running `token_command`) may take; a rejected token never hangs."""
-    retry_initial: float = Field(default=1.0, gt=0)
-    retry_max: float = Field(default=300.0, gt=0)
-    """Back-off after a lost connection, a refused login or the bus failing: doubling up to this."""
-
-    @field_validator("routing_address")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+", v):
-            raise ValueError(f"not an email address: {v!r}")
-        return v.lower()
-
-    @model_validator(mode="after")
-    def _credentials(self) -> MailboxSettings:
-        if self.auth == "password" and bool(self.password) == bool(self.password_file):
-            raise ValueError("auth = \"password\" needs exactly one of password or password_file")
-        if self.auth == "xoauth2" and bool(self.token_command) == bool(self.token_file):
-            raise ValueError("auth = \"xoauth2\" needs exactly one of token_command or token_file")
-        if self.after_fetch == "move" and not self.move_to:
-            raise ValueError("after_fetch = \"move\" needs move_to (the folder to move fetched mail to)")
-        if self.ca_file and not Path(self.ca_file).is_file():
-            raise ValueError(f"ca_file not found: {self.ca_file}")
-        return self
-
-
-class ThreadingSettings(_Section):
+class ThreadingSettings(Section):
     secret: str = ""
     """HMAC key for thread tokens. Empty = generated once into `<data_dir>/thread.key`."""
 
