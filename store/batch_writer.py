@@ -143,12 +143,7 @@ class BatchWriter:
             "MessageDate": m.message_date, "HasAttachment": bool(m.attachments), "IsBounced": False,
             "RawSha256": m.raw_sha256, "CreatedDate": self.now,
         })
-        for a in m.attachments:
-            self._attachments.append({
-                "Id": new_id("Attachment"), "ParentId": case_id, "EmailMessageId": email_id,
-                "Name": a.name[:255], "ContentType": a.content_type[:120], "BodyLength": a.size,
-                "Sha256": a.sha256, "ContentId": a.content_id, "IsInline": a.inline, "CreatedDate": self.now,
-            })
+        self._add_attachments(case_id, m, email_id)
         for key in thread_keys(m):
             self._refs.setdefault((key, case_id), {"MessageKey": _cut(key, "message_id"), "CaseId": case_id,
                                                    "CreatedDate": self.now})
@@ -157,6 +152,15 @@ class BatchWriter:
         self.add_feed(case_id, "EmailMessageEvent", related=email_id,
                       body=_cut(f"Email from {m.sender_email}: {m.subject}", "feed"))
         return email_id
+
+    def _add_attachments(self, case_id: str, m: InboundMessage, email_id: str | None) -> None:
+        """The files a message carried (mail parts, fetched media), on the case; the bytes are in the blob store."""
+        for a in m.attachments:
+            self._attachments.append({
+                "Id": new_id("Attachment"), "ParentId": case_id, "EmailMessageId": email_id,
+                "Name": a.name[:255], "ContentType": a.content_type[:120], "BodyLength": a.size,
+                "Sha256": a.sha256, "ContentId": a.content_id, "IsInline": a.inline, "CreatedDate": self.now,
+            })
 
     def add_entry(self, case_id: str, m: InboundMessage) -> str:
         """A message that is not an email (text, media, form, call) on the case's timeline."""
@@ -171,6 +175,7 @@ class BatchWriter:
             "Details": json.dumps(dict(m.details)) if m.details else None,
             "EntryTime": m.message_date or m.received_at, "CreatedDate": self.now,
         })
+        self._add_attachments(case_id, m, None)
         if case_id not in self._cases:
             self._case_updates.setdefault(case_id, {"Id": case_id})["LastModifiedDate"] = self.now
         who = m.sender_name or m.sender_phone or m.sender_handle or m.sender_email

@@ -1,0 +1,247 @@
+"""Twilio Programmable Messaging (reference/channels.md §1): SMS, MMS and WhatsApp via Twilio, and the
+X-Twilio-Signature check every Twilio route shares (the voice routes of twilio_voice.py use it too).
+
+An inbound message becomes one envelope (channel `sms`, or `whatsapp` when From is `whatsapp:+…`;
+external id = MessageSid, so a redelivery is one message), acknowledged with an empty TwiML
+<Response/> (Twilio then sends no reply) once the bus has it. Its media URLs are recorded; with
+`fetch_media` the media are also downloaded into the blob store first (a failed download still
+publishes the message, with the URLs, and says so in its details). Delivery status callbacks
+(MessageStatus without Body) are acknowledged and logged, never turned into cases.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+import structlog
+from aiohttp import web
+
+from config.channels import TwilioChannel, read_secret
+from ingest.channels import twilio_voice
+from ingest.channels.media_fetch import HttpMediaFetcher, MediaFetcher, MediaItem, store_media
+from ingest.channels.webhook import (
+    ChannelContext,
+    Handler,
+    Rejected,
+    e164,
+    message_envelope,
+    parse_json,
+    publish_all,
+    webhook,
+)
+from ingest.envelope import Channel, Envelope, Sender
+
+log = structlog.get_logger("casegate.twilio")
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+MAX_MEDIA = 10
+"""Twilio sends at most 10 media items per message."""
+Params = dict[str, list[str]]
+Digest = Callable[[], "hashlib._Hash"]
+
+DETAILS = {"AccountSid": "account_sid", "MessagingServiceSid": "messaging_service_sid", "To": "to",
+           "NumSegments": "num_segments", "FromCountry": "from_country", "WaId": "wa_id",
+           "ProfileName": "profile_name", "OriginalRepliedMessageSid": "replied_to_message_sid",
+           "Forwarded": "forwarded", "ButtonText": "button_text", "ButtonPayload": "button_payload",
+           "Latitude": "latitude", "Longitude": "longitude", "Address": "address", "Label": "label",
+           "ReferralSourceUrl": "referral_source_url", "ReferralHeadline": "referral_headline"}
+"""Twilio fields kept in the conversation entry's details (when present and not empty)."""
+
+
+# -- X-Twilio-Signature (channels.md §1 "Signature") ----------------------------------------------
+def twilio_signature(secret: str, url: str, params: Mapping[str, Sequence[str]] | None = None,
+                     digest: Digest = hashlib.sha1) -> str:
+    """base64(HMAC(secret, url + each param name + value, names sorted, each distinct value sorted))."""
+    data = url
+    for name in sorted(params or {}):
+        for value in sorted(set((params or {})[name])):
+            data += name + value
+    return base64.b64encode(hmac.new(secret.encode(), data.encode(), digest).digest()).decode()
+
+
+def url_variants(url: str) -> list[str]:
+    """The URL as given, and with its default port added (when it has none) or removed (when it has
+    one): Twilio's signer sometimes includes the port and sometimes not, and its SDKs accept both."""
+    p = urlsplit(url)
+    host = p.netloc.rsplit("@", 1)[-1]
+    userinfo = p.netloc[: len(p.netloc) - len(host)]
+    default_port = ":443" if p.scheme == "https" else ":80"
+    other = userinfo + host.rsplit(":", 1)[0] if p.port else p.netloc + default_port
+    return [url, urlunsplit(p._replace(netloc=other))]
+
+
+def signature_valid(secret: str, url: str, signature: str, params: Mapping[str, Sequence[str]] | None = None,
+                    digest: Digest = hashlib.sha1) -> bool:
+    """Does `signature` sign `url` (or its port variant) and `params`? Compared in constant time."""
+    given = signature.strip().encode()
+    return any(hmac.compare_digest(twilio_signature(secret, u, params, digest).encode(), given)
+               for u in url_variants(url))
+
+
+def signing_key(section: TwilioChannel, settings_header: str | None) -> tuple[str, Digest]:
+    """The secret and hash: the Auth Token with HMAC-SHA1, or the SharedKey a Webhooks Rule names."""
+    if not settings_header:
+        return read_secret(section.auth_token, section.auth_token_file), hashlib.sha1
+    fields = dict(part.strip().partition("=")[::2] for part in settings_header.split(","))
+    secret = section.shared_keys.get(fields.get("key", ""))
+    if secret is None:
+        raise Rejected(403, f"{SETTINGS_HEADER} names an unknown key")
+    algorithm = fields.get("algorithm", "HMAC_SHA1").upper()
+    if algorithm not in ("HMAC_SHA1", "HMAC_SHA256"):
+        raise Rejected(403, f"{SETTINGS_HEADER}: unsupported algorithm")
+    return secret, hashlib.sha256 if algorithm == "HMAC_SHA256" else hashlib.sha1
+
+
+def form_params(data: bytes | str) -> Params:
+    """Form fields (application/x-www-form-urlencoded), blank values kept: what urllib's parse_qsl gives,
+    in half its time (a field is unquoted only when it has something to unquote)."""
+    params: Params = {}
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "+" in name or "%" in name:
+            name = unquote(name.replace("+", " "))
+        if "+" in value or "%" in value:
+            value = unquote(value.replace("+", " "))
+        params.setdefault(name, []).append(value)
+    return params
+
+
+@functools.lru_cache(maxsize=65536)
+def phone_number(raw: str) -> str | None:
+    """E.164 of a Twilio address (`+14155550123`, `whatsapp:+14155550123`), remembered: parsing a number
+    costs ~15 µs, and our own numbers and a conversation's sender come again and again."""
+    return e164(raw)
+
+
+def json_params(body: bytes) -> Params:
+    obj = parse_json(body)
+    if not isinstance(obj, dict):
+        raise Rejected(400, "JSON body is not an object")
+    return {str(k): [v if isinstance(v, str) else str(v)] for k, v in obj.items() if v is not None}
+
+
+async def verified_params(ctx: ChannelContext, request: web.Request, body: bytes) -> Params:
+    """The request's parameters, once X-Twilio-Signature proved Twilio sent them (Rejected otherwise):
+    a form POST is signed over the public URL + its sorted fields; a JSON POST carries bodySHA256 in the
+    URL and is signed over the URL alone; a GET is signed over the URL (its parameters are in it)."""
+    section = ctx.settings.channels.twilio
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        raise Rejected(401, f"{SIGNATURE_HEADER} missing")
+    secret, digest = signing_key(section, request.headers.get(SETTINGS_HEADER))
+    if not secret:
+        raise Rejected(403, "no auth token configured")
+    url = ctx.public_url(request)
+    query = urlsplit(url).query
+    body_sha = parse_qs(query).get("bodySHA256") if "bodySHA256" in query else None
+    signed: Params | None = None
+    if body_sha:
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest().encode(), body_sha[0].lower().encode()):
+            raise Rejected(403, "bodySHA256 does not match the body")
+    elif request.method == "POST":
+        signed = form_params(body)
+    if not signature_valid(secret, url, signature, signed, digest):
+        raise Rejected(403, f"{SIGNATURE_HEADER} does not match")
+    if signed is not None:
+        params = signed
+    elif body_sha:
+        params = json_params(body) if request.content_type == "application/json" else form_params(body)
+    else:
+        params = form_params(query)
+    if section.account_sid and first(params, "AccountSid") != section.account_sid:
+        raise Rejected(403, "request for another AccountSid")
+    return params
+
+
+def first(params: Params, name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+def twiml(body: str = EMPTY_TWIML) -> web.Response:
+    return web.Response(text=body, content_type="text/xml")
+
+
+# -- messages -------------------------------------------------------------------------------------
+def media_items(p: Params) -> list[MediaItem]:
+    raw = first(p, "NumMedia") or "0"
+    if not raw.isdigit():
+        raise Rejected(400, "NumMedia is not a number", "NumMedia")
+    items = []
+    for i in range(min(int(raw), MAX_MEDIA)):
+        if url := first(p, f"MediaUrl{i}"):
+            items.append(MediaItem(url, first(p, f"MediaContentType{i}")))
+    return items
+
+
+def envelope_of(p: Params, media: Sequence[MediaItem], extra: Mapping[str, str]) -> Envelope:
+    sid, sender = first(p, "MessageSid"), first(p, "From")
+    if not sid:
+        raise Rejected(400, "missing or invalid field MessageSid", "MessageSid")
+    if not sender:
+        raise Rejected(400, "missing or invalid field From", "From")
+    to = first(p, "To") or ""
+    channel: Channel = "whatsapp" if sender.lower().startswith("whatsapp:") else "sms"
+    phone = phone_number(sender)
+    text = first(p, "Body") or ""
+    if not text and first(p, "Latitude"):
+        text = f"Shared location: {first(p, 'Address') or ''} ({first(p, 'Latitude')}, {first(p, 'Longitude')})"
+    details = {key: v for name, key in DETAILS.items() if (v := first(p, name))}
+    details.update(extra)
+    return message_envelope(
+        channel, "twilio", sid, sender=Sender(name=first(p, "ProfileName") or None, phone=phone,
+                                              handle=None if phone else sender),
+        text=text, recipients=(phone_number(to) or to,) if to else (), entry_type="Media" if media else "Text",
+        media=[m.url for m in media], details=details,
+        thread_hints=[h for h in (first(p, "OriginalRepliedMessageSid"),) if h])
+
+
+def messaging_handler(ctx: ChannelContext, fetcher: MediaFetcher) -> Handler:
+    async def handle(request: web.Request, body: bytes) -> web.StreamResponse:
+        p = await verified_params(ctx, request, body)
+        if "MessageStatus" in p and "Body" not in p:
+            log.info("twilio.status_callback", message_sid=first(p, "MessageSid"), status=first(p, "MessageStatus"),
+                     error_code=first(p, "ErrorCode"))
+            return twiml()
+        media = media_items(p)
+        envelope = envelope_of(p, media, {})  # malformed input is refused before any download
+        section = ctx.settings.channels.twilio
+        if media and section.fetch_media:
+            token = read_secret(section.auth_token, section.auth_token_file)
+            account = first(p, "AccountSid")
+            outcome = await store_media(fetcher, ctx.publisher.blobs, media,
+                                        auth=(account, token) if account and token else None,
+                                        max_bytes=section.media_max_bytes, timeout=section.media_timeout_seconds)
+            if len(outcome.attachments) < len(media):
+                log.warning("twilio.media_fetch_failed", message_sid=envelope.external_id,
+                            stored=len(outcome.attachments), media=len(media))
+            envelope = envelope_of(p, media, outcome.details).model_copy(
+                update={"attachments": tuple(outcome.attachments)})
+        return await publish_all(ctx, "twilio", [envelope], ok=twiml())
+
+    return handle
+
+
+def mount(app: web.Application, ctx: ChannelContext, fetcher: MediaFetcher | None = None) -> None:
+    """Messaging on `messaging_path` (POST, and GET for numbers configured so), voice on `voice_path`."""
+    section = ctx.settings.channels.twilio
+    media = fetcher or HttpMediaFetcher(section.media_hosts)
+
+    async def close_fetcher(_app: web.Application) -> None:
+        await media.close()
+
+    app.on_cleanup.append(close_fetcher)
+    route = webhook("twilio", ctx, messaging_handler(ctx, media))
+    app.router.add_post(section.messaging_path, route)
+    app.router.add_get(section.messaging_path, route)
+    twilio_voice.mount(app, ctx, verified_params)
