@@ -29,7 +29,8 @@ from ingest.health import Check, health_app
 from ingest.outbox_sender import OutboxSender
 from ingest.publisher import Publisher
 from ingest.worker import Worker
-from store.case_service import CasePolicy, CaseService
+from store.case_policy import CasePolicy
+from store.case_service import CaseService
 from store.channel_policy import channel_policies
 from store.database import Database
 from store.migrate import current_revision, head_revision, upgrade

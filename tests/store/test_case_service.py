@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import event, func, select
 
 from config import AssignmentEntry, RoutingAddress, RulesSettings
+from store.case_policy import CasePolicy
 from store.case_queries import count_cases, show_case
-from store.case_service import CasePolicy, CaseService
+from store.case_service import CaseService
 from store.database import Database
 from store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
 from store.inbound import InboundMessage, Outcome

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from config import LoopSettings, OutboundSettings, RoutingAddress, RulesSettings
-from store.case_service import CasePolicy, CaseService
+from store.case_policy import CasePolicy
+from store.case_service import CaseService
 from store.database import Database
 from store.inbound import InboundMessage
 from store.models import EmailMessage, Outbox, ProcessedMessage

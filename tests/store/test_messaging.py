@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from config import RulesSettings
-from store.case_service import CasePolicy, CaseService
+from store.case_policy import CasePolicy
+from store.case_service import CaseService
 from store.channel_policy import ChannelPolicy
 from store.database import Database
 from store.inbound import InboundMessage

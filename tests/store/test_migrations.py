@@ -18,7 +18,8 @@ from sqlalchemy import Connection, inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from config import RulesSettings
-from store.case_service import CasePolicy, CaseService
+from store.case_policy import CasePolicy
+from store.case_service import CaseService
 from store.database import Database
 from store.inbound import InboundMessage
 from store.migrate import current_revision, downgrade, head_revision, upgrade

@@ -1,0 +1,32 @@
+"""What the case service needs from the configuration, resolved once at start: routing addresses,
+assignment rules, owners, the thread-token key, loop limits, the outbound relay and channel policies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from config import LoopSettings, OutboundSettings, RoutingAddress, RulesSettings
+from store.channel_policy import ChannelPolicy
+
+UNROUTED = RoutingAddress(address="unrouted@casegate.invalid", auto_acknowledge=False)
+"""The policy of a mail that reached none of the routing addresses (e.g. replayed from elsewhere)."""
+
+
+@dataclass(frozen=True)
+class CasePolicy:
+    routing: Mapping[str, RoutingAddress]
+    rules: RulesSettings
+    owner_ids: Mapping[str, str]
+    """Owner reference (`queue:Support`) → record Id."""
+    thread_secret: bytes
+    loops: LoopSettings = field(default_factory=LoopSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    channels: Mapping[str, ChannelPolicy] = field(default_factory=dict)
+    """Configured channel section (`twilio`, `meta`, `web_form` ...) → how its messages become cases."""
+
+    def routing_for(self, recipients: Sequence[str]) -> RoutingAddress | None:
+        for r in recipients:
+            if r.lower() in self.routing:
+                return self.routing[r.lower()]
+        return None
