@@ -15,6 +15,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from sqlalchemy import func, select
 
 from config import Settings
 from ingest.daemon import Daemon
@@ -96,6 +97,17 @@ class Pipeline:
     async def case(self, number: str) -> dict[str, Any]:
         assert self.daemon.db is not None
         return await show_case(self.daemon.db, number)
+
+    async def count(self, model: Any, *where: Any) -> int:
+        """Rows of `model` in the case store (matching `where`)."""
+        assert self.daemon.db is not None
+        async with self.daemon.db.session() as s:
+            return int((await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
+
+    async def rows(self, *columns: Any) -> list[tuple[Any, ...]]:
+        assert self.daemon.db is not None
+        async with self.daemon.db.session() as s:
+            return [tuple(r) for r in (await s.execute(select(*columns))).all()]
 
     async def wait_for(self, pred: Callable[[list[dict[str, Any]]], bool], timeout: float = 30) -> list[dict[str, Any]]:
         end = time.monotonic() + timeout

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, select
 
 from config import Settings
 from store.models import Contact, ConversationEntry, ProcessedMessage
@@ -52,10 +51,6 @@ async def post(p: Pipeline, payload: dict[str, Any] | bytes,
         return r.status, await r.json()
 
 
-async def count(p: Pipeline, model: Any) -> int:
-    assert p.daemon.db is not None
-    async with p.daemon.db.session() as s:
-        return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
 
 
 async def test_a_visitor_conversation_is_one_chat_case_and_after_close_the_policy_applies(
@@ -85,7 +80,7 @@ async def test_a_visitor_conversation_is_one_chat_case_and_after_close_the_polic
         assert details == {"visitor_id": "visitor-42", "conversation_id": "conv-77",
                            "sent_at": "2026-06-02T14:03:11+00:00", "page_url": "https://example.com/billing"}
         assert entries[0]["EntryTime"].startswith("2026-06-02T14:03:11")
-        assert await count(p, Contact) == 1
+        assert await p.count(Contact) == 1
         # closed: this channel's policy opens a new case with the old one as parent
         assert p.daemon.worker is not None
         await p.daemon.worker.service.change_status(case["CaseNumber"], "Closed")
@@ -145,7 +140,7 @@ async def test_unsigned_tampered_stale_and_malformed_messages_are_refused_and_no
         assert (await post(p, b"not json"))[0] == 400
         await asyncio.sleep(0.3)
         await p.wait_idle()
-        assert (await p.cases(), await count(p, ProcessedMessage)) == ([], 0)
+        assert (await p.cases(), await p.count(ProcessedMessage)) == ([], 0)
     finally:
         await p.daemon.stop()
 
@@ -162,11 +157,11 @@ async def test_bus_failing_answers_503_and_stores_nothing_then_the_retry_is_one_
         holder.close()
         assert status == 503
         await asyncio.sleep(0.3)
-        assert (await count(p, ProcessedMessage), await count(p, ConversationEntry)) == (0, 0)
+        assert (await p.count(ProcessedMessage), await p.count(ConversationEntry)) == (0, 0)
         assert (await post(p, raw))[0] == 200
         assert (await post(p, raw))[0] == 200
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()
-        assert (len(await p.cases()), await count(p, ConversationEntry)) == (1, 1)
+        assert (len(await p.cases()), await p.count(ConversationEntry)) == (1, 1)
     finally:
         await p.daemon.stop()

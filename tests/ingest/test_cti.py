@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from config import Settings
 from store.models import Contact, ConversationEntry, ProcessedMessage
@@ -84,10 +84,6 @@ async def ledger(p: Pipeline) -> dict[str, tuple[str, str | None]]:
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-async def count(p: Pipeline, model: Any) -> int:
-    assert p.daemon.db is not None
-    async with p.daemon.db.session() as s:
-        return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
 
 
 async def test_calls_open_a_phone_case_then_log_on_it_and_the_lookup_pops_the_open_cases(
@@ -160,7 +156,7 @@ async def test_a_caller_who_chatted_before_gets_the_call_on_the_chat_case(tmp_pa
         assert len(await p.cases()) == 1
         entries = (await p.case(case["CaseNumber"]))["ConversationEntries"]
         assert [(e["Channel"], e["EntryType"]) for e in entries] == [("chat", "Text"), ("phone", "Call")]
-        assert await count(p, Contact) == 1
+        assert await p.count(Contact) == 1
         assert (await ledger(p))["call-7:call.ended"] == ("threaded", "caller's open case")
     finally:
         await p.daemon.stop()
@@ -194,7 +190,7 @@ async def test_disposition_rules_and_the_other_events_of_a_call(tmp_path: Path) 
         cases = await p.wait_for(lambda cs: len(cs) == 2)
         assert [c["Origin"] for c in cases] == ["Phone", "Phone"]
         assert (await ledger(p))["call-c:call.ended"] == ("created", "new")
-        assert await count(p, Contact) == 1
+        assert await p.count(Contact) == 1
     finally:
         await p.daemon.stop()
 
@@ -255,12 +251,12 @@ async def test_bus_failing_answers_503_and_stores_nothing_then_the_retry_is_one_
         holder.close()
         assert status == 503 and "retry" in answer["error"]
         await asyncio.sleep(0.3)
-        assert (await count(p, ProcessedMessage), await count(p, ConversationEntry)) == (0, 0)
+        assert (await p.count(ProcessedMessage), await p.count(ConversationEntry)) == (0, 0)
         assert (await post(p, raw))[0] == 200  # the platform retries (same bytes, new signature time)
         assert (await post(p, raw))[0] == 200  # and once more
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()
-        assert (len(await p.cases()), await count(p, ConversationEntry)) == (1, 1)
+        assert (len(await p.cases()), await p.count(ConversationEntry)) == (1, 1)
     finally:
         await p.daemon.stop()
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
 
 from config import Settings
 from store.models import Contact, ContactHandle, ConversationEntry, ProcessedMessage
@@ -50,16 +49,8 @@ async def post(p: Pipeline, body: dict[str, Any] | bytes, secret: str | None = S
         return r.status, await r.text()
 
 
-async def count(p: Pipeline, model: Any) -> int:
-    assert p.daemon.db is not None
-    async with p.daemon.db.session() as s:
-        return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
 
 
-async def rows(p: Pipeline, *columns: Any) -> list[tuple[Any, ...]]:
-    assert p.daemon.db is not None
-    async with p.daemon.db.session() as s:
-        return [tuple(r) for r in (await s.execute(select(*columns))).all()]
 
 
 @pytest.fixture
@@ -91,11 +82,11 @@ async def test_a_conversation_is_one_telegram_case_with_its_contact_and_a_replay
             ("telegram", "Text", "7012345678", "Ana Ribeiro", "731904456", "Any news?")]
         details = json.loads(entries[0]["Details"])
         assert (details["username"], details["chat_id"], details["message_id"]) == ("ana_r", "7012345678", "1")
-        contacts = await rows(p, Contact.Id, Contact.FirstName, Contact.LastName)
+        contacts = await p.rows(Contact.Id, Contact.FirstName, Contact.LastName)
         assert [c[1:] for c in contacts] == [("Ana", "Ribeiro")]
         assert case["ContactId"] == contacts[0][0]
-        assert await rows(p, ContactHandle.Channel, ContactHandle.Handle) == [("telegram", "7012345678")]
-        assert await count(p, ConversationEntry) == 2 and await count(p, ProcessedMessage) == 2
+        assert await p.rows(ContactHandle.Channel, ContactHandle.Handle) == [("telegram", "7012345678")]
+        assert await p.count(ConversationEntry) == 2 and await p.count(ProcessedMessage) == 2
     finally:
         await p.daemon.stop()
 
@@ -110,7 +101,7 @@ async def test_a_missing_or_wrong_secret_token_is_refused_and_nothing_is_publish
     assert (await post(local, update(3, "genuine")))[0] == 200
     await local.wait_for(lambda cs: len(cs) == 1)
     await local.wait_idle()
-    assert await count(local, ProcessedMessage) == 1
+    assert await local.count(ProcessedMessage) == 1
     [entry] = (await local.case("00001000"))["ConversationEntries"]
     assert entry["Message"] == "genuine"
 
@@ -136,7 +127,7 @@ async def test_media_edits_and_updates_that_are_not_customer_messages(local: Pip
         assert await post(local, body) == (200, "")
     await local.wait_for(lambda cs: len(cs) == 1)
     await local.wait_idle()
-    assert await count(local, ProcessedMessage) == 4
+    assert await local.count(ProcessedMessage) == 4
     [case] = await local.cases()
     assert case["Subject"] == "Receipt for order B-2210"
     entries = (await local.case(case["CaseNumber"]))["ConversationEntries"]
@@ -185,12 +176,12 @@ async def test_bus_failing_answers_503_and_stores_nothing_then_the_retry_makes_o
         holder.execute("ROLLBACK")
         holder.close()
         await asyncio.sleep(0.3)
-        assert await count(p, ProcessedMessage) == 0 and await p.cases() == []
+        assert await p.count(ProcessedMessage) == 0 and await p.cases() == []
         assert (await post(p, update(100, "during the outage")))[0] == 200  # Telegram retries
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()
         assert len(await p.cases()) == 1
-        assert await count(p, ConversationEntry) == 1 and await count(p, ProcessedMessage) == 1
+        assert await p.count(ConversationEntry) == 1 and await p.count(ProcessedMessage) == 1
     finally:
         await p.daemon.stop()
 
@@ -205,4 +196,4 @@ async def test_after_the_case_is_closed_the_channel_policy_opens_a_new_case_with
     assert [c["CaseNumber"] for c in cases] == ["00001000", "00001001"]
     assert (cases[1]["ParentId"], cases[1]["ContactId"], cases[1]["Status"]) == (first["Id"], first["ContactId"], "New")
     assert cases[0]["Status"] == "Closed"
-    assert await count(local, Contact) == 1
+    assert await local.count(Contact) == 1

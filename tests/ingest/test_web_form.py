@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
 
 from config import Settings
 from ingest.channels.web_form import RateLimiter, redirect_target
@@ -56,10 +55,6 @@ async def post(p: Pipeline, data: Any, *, path: str = "/web-to-case", **headers:
         return r.status, r.headers, body
 
 
-async def count(p: Pipeline, model: Any, *where: Any) -> int:
-    assert p.daemon.db is not None
-    async with p.daemon.db.session() as s:
-        return int((await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
 
 
 async def only_case(p: Pipeline) -> dict[str, Any]:
@@ -131,7 +126,7 @@ async def test_a_filled_honeypot_is_answered_as_accepted_and_dropped(tmp_path: P
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()
         assert [c["Subject"] for c in await p.cases()] == ["real"]
-        assert await count(p, ProcessedMessage) == 1  # the spam never reached the bus
+        assert await p.count(ProcessedMessage) == 1  # the spam never reached the bus
 
 
 def test_rate_limiter_slides() -> None:
@@ -165,13 +160,13 @@ async def test_over_the_daily_cap_submissions_wait_and_open_their_case_a_day_lat
         await p.wait_for(lambda cs: len(cs) == 2)
         await p.wait_idle()
         assert sorted(c["Subject"] for c in await p.cases()) == ["Form 0", "Form 1"]
-        assert await count(p, PendingMessage) == 1
-        assert await count(p, ProcessedMessage, ProcessedMessage.Outcome == "pending") == 1
+        assert await p.count(PendingMessage) == 1
+        assert await p.count(ProcessedMessage, ProcessedMessage.Outcome == "pending") == 1
         assert p.daemon.worker is not None
         [released] = await p.daemon.worker.service.release_pending(now=datetime.now(UTC) + timedelta(days=1, minutes=1))
         assert released.outcome == "created"
         assert sorted(c["Subject"] for c in await p.cases()) == ["Form 0", "Form 1", "Form 2"]
-        assert await count(p, PendingMessage) == 0
+        assert await p.count(PendingMessage) == 0
 
 
 async def test_hostile_descriptions_are_stored_as_text(deployment_settings: Callable[..., Settings]) -> None:
@@ -260,13 +255,13 @@ async def test_bus_failing_answers_503_and_stores_nothing_then_the_retry_makes_o
         holder.execute("ROLLBACK")
         holder.close()
         await asyncio.sleep(0.3)
-        assert (await count(p, Case), await count(p, ProcessedMessage)) == (0, 0)
+        assert (await p.count(Case), await p.count(ProcessedMessage)) == (0, 0)
         for _ in range(2):  # the client retries; and once more, as if the answer had been lost
             status, _, body = await post(p, FORM, Accept="application/json", **{"Idempotency-Key": key})
             assert (status, body) == (200, {"status": "accepted", "id": key})
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()
-        assert (await count(p, Case), await count(p, ProcessedMessage)) == (1, 1)
+        assert (await p.count(Case), await p.count(ProcessedMessage)) == (1, 1)
 
 
 async def test_the_example_form(tmp_path: Path) -> None:

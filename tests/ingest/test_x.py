@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
 
 from config import Settings
 from ingest.channels.x_activity import crc_response_token
@@ -75,16 +74,8 @@ async def post(p: Pipeline, body: dict[str, Any] | bytes, signature: str | None 
         return r.status, await r.json()
 
 
-async def count(p: Pipeline, model: Any) -> int:
-    assert p.daemon.db is not None
-    async with p.daemon.db.session() as s:
-        return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
 
 
-async def rows(p: Pipeline, *columns: Any) -> list[tuple[Any, ...]]:
-    assert p.daemon.db is not None
-    async with p.daemon.db.session() as s:
-        return [tuple(r) for r in (await s.execute(select(*columns))).all()]
 
 
 @pytest.fixture
@@ -136,10 +127,10 @@ async def test_dms_and_a_mention_from_one_user_are_one_x_case_and_a_replay_is_on
         assert (dm_details["kind"], dm_details["screen_name"]) == ("direct_message", "lee_k")
         assert (mentioned["kind"], mentioned["screen_name"], mentioned["url"]) == (
             "mention", "lee_k", "https://x.com/lee_k/status/1799000000000000050")
-        contacts = await rows(p, Contact.Id, Contact.FirstName, Contact.LastName)
+        contacts = await p.rows(Contact.Id, Contact.FirstName, Contact.LastName)
         assert [c[1:] for c in contacts] == [("Lee", "Kim")] and case["ContactId"] == contacts[0][0]
-        assert await rows(p, ContactHandle.Channel, ContactHandle.Handle) == [("x", "98765432")]
-        assert await count(p, ProcessedMessage) == 2
+        assert await p.rows(ContactHandle.Channel, ContactHandle.Handle) == [("x", "98765432")]
+        assert await p.count(ProcessedMessage) == 2
     finally:
         await p.daemon.stop()
 
@@ -155,7 +146,7 @@ async def test_tampered_wrong_or_missing_signatures_are_refused_and_nothing_is_p
     assert (await post(local, delivery(dms=[dm("2", "genuine")])))[0] == 200
     await local.wait_for(lambda cs: len(cs) == 1)
     await local.wait_idle()
-    assert await count(local, ProcessedMessage) == 1
+    assert await local.count(ProcessedMessage) == 1
     [entry] = (await local.case("00001000"))["ConversationEntries"]
     assert entry["Message"] == "genuine"
 
@@ -182,7 +173,7 @@ async def test_own_dms_and_tweets_other_events_and_retweets_publish_nothing(loca
     assert await post(local, delivery(tweets=[reply])) == (200, {"accepted": 1})
     await local.wait_for(lambda cs: len(cs) == 1)
     await local.wait_idle()
-    assert await count(local, ProcessedMessage) == 1
+    assert await local.count(ProcessedMessage) == 1
     [entry] = (await local.case("00001000"))["ConversationEntries"]
     assert json.loads(entry["Details"])["in_reply_to_status_id_str"] == "12"
 
@@ -241,12 +232,12 @@ async def test_bus_failing_answers_503_for_the_whole_delivery_then_the_retry_mak
         holder.execute("ROLLBACK")
         holder.close()
         await asyncio.sleep(0.3)
-        assert await count(p, ProcessedMessage) == 0 and await p.cases() == []
+        assert await p.count(ProcessedMessage) == 0 and await p.cases() == []
         assert await post(p, body) == (200, {"accepted": 3})  # X retries the delivery
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()
         assert len(await p.cases()) == 1
-        assert await count(p, ConversationEntry) == 3 and await count(p, ProcessedMessage) == 3
+        assert await p.count(ConversationEntry) == 3 and await p.count(ProcessedMessage) == 3
     finally:
         await p.daemon.stop()
 
@@ -261,4 +252,4 @@ async def test_after_the_case_is_closed_the_channel_policy_opens_a_new_case_with
     assert [c["CaseNumber"] for c in cases] == ["00001000", "00001001"]
     assert (cases[1]["ParentId"], cases[1]["ContactId"], cases[1]["Status"]) == (first["Id"], first["ContactId"], "New")
     assert cases[0]["Status"] == "Closed"
-    assert await count(local, Contact) == 1
+    assert await local.count(Contact) == 1
