@@ -50,7 +50,7 @@ from ingest.channels.webhook import (
     check_timestamp,
     e164,
     message_envelope,
-    parse_json,
+    one_or_many,
     publish_all,
     require,
     webhook,
@@ -155,19 +155,7 @@ def chat_envelope(message: Mapping[str, Any], where: str, section: ChatChannel) 
 async def receive(ctx: ChannelContext, request: web.Request, body: bytes) -> web.StreamResponse:
     section = ctx.settings.channels.chat
     authenticate(request, body, section, time.time())
-    payload = parse_json(body)
-    if not isinstance(payload, dict):
-        raise Rejected(400, "body must be a JSON object")
-    if "messages" in payload:
-        messages = payload["messages"]
-        if not isinstance(messages, list) or not messages or len(messages) > MAX_MESSAGES:
-            raise Rejected(400, f"messages must be a list of 1 to {MAX_MESSAGES} messages", "messages")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict):
-                raise Rejected(400, f"messages[{i}] must be an object", f"messages[{i}]")
-        envelopes = [chat_envelope(m, f"messages[{i}].", section) for i, m in enumerate(messages)]
-    else:
-        envelopes = [chat_envelope(payload, "", section)]
+    envelopes = [chat_envelope(m, prefix, section) for m, prefix in one_or_many(body, "messages", MAX_MESSAGES)]
     return await publish_all(ctx, "chat", envelopes)
 
 

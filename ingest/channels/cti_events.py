@@ -49,7 +49,7 @@ from ingest.channels.webhook import (
     e164,
     json_error,
     message_envelope,
-    parse_json,
+    one_or_many,
     publish_all,
     require,
     webhook,
@@ -248,19 +248,7 @@ def call_envelope(event: Mapping[str, Any], where: str, section: CtiChannel) -> 
 async def receive(ctx: ChannelContext, request: web.Request, body: bytes) -> web.StreamResponse:
     section = ctx.settings.channels.cti
     authenticate(request, body, section, time.time())
-    payload = parse_json(body)
-    if not isinstance(payload, dict):
-        raise Rejected(400, "body must be a JSON object")
-    if "events" in payload:
-        events = payload["events"]
-        if not isinstance(events, list) or not events or len(events) > MAX_EVENTS:
-            raise Rejected(400, f"events must be a list of 1 to {MAX_EVENTS} events", "events")
-        for i, event in enumerate(events):
-            if not isinstance(event, dict):
-                raise Rejected(400, f"events[{i}] must be an object", f"events[{i}]")
-        envelopes = [call_envelope(event, f"events[{i}].", section) for i, event in enumerate(events)]
-    else:
-        envelopes = [call_envelope(payload, "", section)]
+    envelopes = [call_envelope(e, prefix, section) for e, prefix in one_or_many(body, "events", MAX_EVENTS)]
     return await publish_all(ctx, "cti", envelopes)
 
 

@@ -136,6 +136,23 @@ def parse_json(body: bytes) -> Any:
         raise Rejected(400, f"body is not JSON: {e}") from None
 
 
+def one_or_many(body: bytes, key: str, limit: int) -> list[tuple[dict[str, Any], str]]:
+    """The JSON object in `body`, or each object of its `key` list (1 to `limit` of them), with the
+    prefix that names its fields in errors (`""` or `"<key>[i]."`)."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        raise Rejected(400, "body must be a JSON object")
+    if key not in payload:
+        return [(payload, "")]
+    items = payload[key]
+    if not isinstance(items, list) or not items or len(items) > limit:
+        raise Rejected(400, f"{key} must be a list of 1 to {limit} {key}", key)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise Rejected(400, f"{key}[{i}] must be an object", f"{key}[{i}]")
+    return [(item, f"{key}[{i}].") for i, item in enumerate(items)]
+
+
 def require(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str, where: str = "") -> Any:
     """obj[name] when present and of `kind`, else Rejected 400 naming the field."""
     value = obj.get(name) if isinstance(obj, Mapping) else None
