@@ -601,6 +601,24 @@ def parse_mode(mode: str) -> float | None:
     raise argparse.ArgumentTypeError(f"bad mode {mode!r}: use max or rate<messages/s>, e.g. rate500")
 
 
+async def start_deployment(config: str, tmp: Path, pg_dsn: str,
+                           settings: dict[str, Any]) -> tuple[Tansu | None, PgDatabase | None, str]:
+    """For `kafka-postgres`: a private tansu and a fresh migrated PostgreSQL database, written into
+    `settings`; for `local-sqlite` nothing to start. Returns them and the case store's URL."""
+    if config != "kafka-postgres":
+        return None, None, f"sqlite+aiosqlite:///{(tmp / 'data' / 'cases.db').resolve()}"
+    tansu = Tansu(tmp)
+    await tansu.start()
+    pg = PgDatabase(pg_dsn)
+    await pg.create()
+    await asyncio.wait_for(asyncio.to_thread(upgrade, pg.url), 120)
+    settings["store"] = {"url": pg.url}
+    settings["bus"] = {"driver": "kafka", "kafka": {
+        "bootstrap_servers": tansu.bootstrap, "session_timeout_ms": 3000,
+        "heartbeat_interval_ms": 500, "enable_idempotence": False}}
+    return tansu, pg, pg.url
+
+
 async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace) -> PassResult:
     rate = parse_mode(mode)
     res = PassResult(config, roles, mode, args.n, args.k, rate)
@@ -614,19 +632,7 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
     engine: AsyncEngine | None = None
     try:
         settings: dict[str, Any] = {"data_dir": str(tmp / "data")}
-        if config == "kafka-postgres":
-            tansu = Tansu(tmp)
-            await tansu.start()
-            pg = PgDatabase(args.pg)
-            await pg.create()
-            await asyncio.wait_for(asyncio.to_thread(upgrade, pg.url), 120)
-            settings["store"] = {"url": pg.url}
-            settings["bus"] = {"driver": "kafka", "kafka": {
-                "bootstrap_servers": tansu.bootstrap, "session_timeout_ms": 3000,
-                "heartbeat_interval_ms": 500, "enable_idempotence": False}}
-            store_url = pg.url
-        else:
-            store_url = f"sqlite+aiosqlite:///{(tmp / 'data' / 'cases.db').resolve()}"
+        tansu, pg, store_url = await start_deployment(config, tmp, args.pg, settings)
         # split: the worker first (it migrates a SQLite store and joins the consumer group), then ingest;
         # the figures are listed ingest first
         # --ingest-processes N > 1: N ingest processes share one SMTP port (smtp.reuse_port)

@@ -44,7 +44,6 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]  # no py.typed
 
-from store.migrate import upgrade
 from tests.bench.smtp_to_case import (
     DEFAULT_PG,
     BenchError,
@@ -57,6 +56,7 @@ from tests.bench.smtp_to_case import (
     log_summary,
     parse_mode,
     percentile,
+    start_deployment,
     tail,
     wait_for_cases,
 )
@@ -203,19 +203,7 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
     try:
         settings: dict[str, Any] = {"data_dir": str(tmp / "data"),
                                     "channels": {"twilio": {"enabled": True, "auth_token": TOKEN}}}
-        if config == "kafka-postgres":
-            tansu = Tansu(tmp)
-            await tansu.start()
-            pg = PgDatabase(args.pg)
-            await pg.create()
-            await asyncio.wait_for(asyncio.to_thread(upgrade, pg.url), 120)
-            settings["store"] = {"url": pg.url}
-            settings["bus"] = {"driver": "kafka", "kafka": {
-                "bootstrap_servers": tansu.bootstrap, "session_timeout_ms": 3000,
-                "heartbeat_interval_ms": 500, "enable_idempotence": False}}
-            store_url = pg.url
-        else:
-            store_url = f"sqlite+aiosqlite:///{(tmp / 'data' / 'cases.db').resolve()}"
+        tansu, pg, store_url = await start_deployment(config, tmp, args.pg, settings)
         plan = [("all", "daemon")] if roles == "one" else [("worker", "worker"), ("ingest", "ingest")]
         for role, name in plan:
             profile = args.profile / f"hooks-{name}-{config}-{mode}.prof" if args.profile else None
