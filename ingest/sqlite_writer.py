@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -82,11 +83,25 @@ class SqliteWriter:
         await fut
 
     def _commit(self, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
-        if self._conn is None:
-            self._conn = open_sqlite(self.path, self.schema, fsync=self.fsync, busy_timeout=self.busy_timeout)
-        with write_transaction(self._conn) as conn:
-            for sql, params in rows:
-                conn.execute(sql, params)
+        """One transaction, retried while the file is busy up to the busy timeout: SQLite answers some
+        contention at once without its busy handler (two processes opening a new file and switching it
+        to WAL, WAL recovery), which would otherwise fail mail that a moment later goes through."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                if self._conn is None:
+                    self._conn = open_sqlite(self.path, self.schema, fsync=self.fsync,
+                                             busy_timeout=self.busy_timeout)
+                with write_transaction(self._conn) as conn:
+                    for sql, params in rows:
+                        conn.execute(sql, params)
+                return
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     async def _run(self) -> None:
         assert self._wake is not None

@@ -1,10 +1,16 @@
-"""Record ids in the Salesforce shape: a 3-character key prefix of the object plus 15 random base-62
-characters (18 in all). Random ids need no round trip, so whole batches are inserted at once."""
+"""Record ids in the Salesforce shape: a 3-character key prefix of the object plus 15 base-62 characters
+(18 in all). Made without a round trip, so whole batches are inserted at once.
+
+The 15 characters are 9 of time (microseconds since the epoch, base 62, so ids sort by creation) and
+6 random ones (62^6 ≈ 5.7e10 per microsecond across processes). Sorting by time matters for speed: a
+new row's key lands at the right edge of every index on an Id (and on a ParentId), instead of on a
+random page, so a batch rewrites a few index pages instead of one per row and index."""
 
 from __future__ import annotations
 
 import secrets
 import string
+import time
 
 _ALPHABET = string.digits + string.ascii_letters
 _TABLE = bytes(ord(_ALPHABET[b % 62]) for b in range(256))  # the slight bias of % 62 is harmless for ids
@@ -24,6 +30,14 @@ PREFIX = {
 }
 
 
+def _base62(n: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        n, digit = divmod(n, 62)
+        out.append(_ALPHABET[digit])
+    return "".join(reversed(out))
+
+
 def new_id(obj: str) -> str:
     """A fresh id for an object named as in `PREFIX` (e.g. `new_id("Case")` → `500…`)."""
-    return PREFIX[obj] + secrets.token_bytes(15).translate(_TABLE).decode()
+    return PREFIX[obj] + _base62(time.time_ns() // 1000, 9) + secrets.token_bytes(6).translate(_TABLE).decode()

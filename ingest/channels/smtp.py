@@ -9,6 +9,7 @@ shutting down. STARTTLS is offered when a certificate is configured.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import Collection
 
@@ -103,6 +104,25 @@ class SmtpHandler:
             log.warning("smtp.drain_timeout", in_flight=self.in_flight)
 
 
+_PLAIN_ANGLE_ADDR = re.compile(r"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(?:\s+(.*))?", re.DOTALL)
+
+
+class CasegateSMTP(SMTP):
+    """aiosmtpd's SMTP session with a fast path for the address of MAIL and RCPT: the common
+    `<local@domain> [params]` is read with one regular expression instead of the RFC 5322 parser,
+    which builds a class on every call (about a tenth of the CPU of a mail). Anything else — quoted
+    local parts, source routes, UTF-8, the null sender — goes to aiosmtpd's parser as before."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_ANGLE_ADDR.fullmatch(arg.strip())
+        if plain is None:
+            return super()._getaddr(arg)
+        addr = plain.group(1)
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, plain.group(2) or ""
+
+
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
     if not settings.tls_cert:
         return None
@@ -117,7 +137,7 @@ async def start_smtp(handler: SmtpHandler, settings: SmtpSettings) -> asyncio.Se
     loop = asyncio.get_running_loop()
 
     def factory() -> SMTP:
-        return SMTP(handler, data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
+        return CasegateSMTP(handler, data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
                     decode_data=False, hostname=settings.hostname, ident="casegate ESMTP",
                     tls_context=ctx, require_starttls=False, loop=loop)
 

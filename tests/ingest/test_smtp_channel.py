@@ -9,8 +9,11 @@ from pathlib import Path
 
 import aiohttp
 import aiosmtplib
+import pytest
 import trustme
+from aiosmtpd.smtp import SMTP
 
+from ingest.channels.smtp import CasegateSMTP
 from tests.pipeline import mail, settings_for, start_pipeline
 
 
@@ -82,3 +85,16 @@ async def test_two_ingest_processes_can_share_the_smtp_port(tmp_path: Path) -> N
     finally:
         for p in daemons:
             await p.daemon.stop()
+
+
+@pytest.mark.parametrize("arg", [
+    "<ada@example.org>", "<ada@example.org> SIZE=123 BODY=8BITMIME", " <ada@example.org>", "<>",
+    "ada@example.org", '<"a b"@example.org>', "<@route:ada@example.org>", "<ada@exämple.org>",
+    "<ada@example.org>  SMTPUTF8", "<a..b@example.org>", "<ada@example.org", "<x" + "y" * 70 + "@example.org>",
+])
+def test_the_address_fast_path_reads_what_aiosmtpd_reads(arg: str) -> None:
+    ours = CasegateSMTP.__new__(CasegateSMTP)
+    theirs = SMTP.__new__(SMTP)
+    for session in (ours, theirs):
+        session.local_part_limit = 64
+    assert ours._getaddr(arg) == theirs._getaddr(arg)
