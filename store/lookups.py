@@ -57,13 +57,14 @@ class ContactRef:
 def processed_keys(s: Connection, keys: Collection[tuple[str, str]]) -> tuple[set[tuple[str, str]],
                                                                               set[tuple[str, str]]]:
     """Of these (channel, external id) keys: those already processed, and those only dead-lettered so
-    far (a replay of these is processed, and its real outcome replaces the dead-letter row)."""
-    ids = {ext for _, ext in keys}
-    rows = _rows(s, select(ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMessage.Outcome),
-                 ProcessedMessage.ExternalId, ids)
+    far (a replay of these is processed, and its real outcome replaces the dead-letter row). Looked up
+    by the whole primary key, so the cost does not grow with the ledger."""
     wanted = set(keys)
-    done = {(r[0], r[1]) for r in rows if r[2] != DEAD_LETTERED} & wanted
-    dead = {(r[0], r[1]) for r in rows if r[2] == DEAD_LETTERED} & wanted
+    q = select(ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMessage.Outcome).where(
+        ProcessedMessage.Channel.in_({channel for channel, _ in wanted}))
+    rows = [r for r in _rows(s, q, ProcessedMessage.ExternalId, {ext for _, ext in wanted}) if (r[0], r[1]) in wanted]
+    done = {(r[0], r[1]) for r in rows if r[2] != DEAD_LETTERED}
+    dead = {(r[0], r[1]) for r in rows if r[2] == DEAD_LETTERED}
     return done, dead
 
 
