@@ -14,8 +14,8 @@ before the clock starts), from a distinct phone number, so N webhooks make N cas
 Passes (`--modes`): `max` = K connections send back to back (closed loop); `rate<R>` = open loop, request
 i is due at t0 + i/R on connection i % K. Configurations (`--config`): `local-sqlite` (embedded bus +
 SQLite) and `kafka-postgres` (a private tansu broker + a fresh PostgreSQL database). Roles (`--roles`):
-`one` all-roles process, or `split` worker + ingest processes (`--worker-nice N` lowers the worker's CPU
-priority). Every pass gets a fresh store, bus and daemon.
+`one` all-roles process, `split` worker + ingest processes (`--worker-nice N` lowers the worker's CPU
+priority), or `ingest` alone (what is accepted into the bus; no cases). Every pass gets a fresh store, bus and daemon.
 Targets (issue 4): ≥ 4,000 signed webhooks/s accepted; p99 < 20 ms at 1,000/s.
 
     .venv/bin/python -m tests.bench.webhooks_to_case                          # both configs, max + rate1000
@@ -204,7 +204,8 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
         settings: dict[str, Any] = {"data_dir": str(tmp / "data"),
                                     "channels": {"twilio": {"enabled": True, "auth_token": TOKEN}}}
         tansu, pg, store_url = await start_deployment(config, tmp, args.pg, settings)
-        plan = [("all", "daemon")] if roles == "one" else [("worker", "worker"), ("ingest", "ingest")]
+        plan = {"one": [("all", "daemon")], "ingest": [("ingest", "ingest")]}.get(
+            roles, [("worker", "worker"), ("ingest", "ingest")])
         for role, name in plan:
             profile = args.profile / f"hooks-{name}-{config}-{mode}.prof" if args.profile else None
             daemon = DaemonProcess(tmp, settings, role, profile, args.daemon_log_level, name=name)
@@ -214,12 +215,12 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
                 os.setpriority(os.PRIO_PROCESS, daemon.pid, args.worker_nice)
             await daemon.wait_ready()
         port = daemons.smtp.http_port  # the process with the ingest role serves the webhooks
-        engine = create_async_engine(store_url)
+        engine = create_async_engine(store_url) if roles != "ingest" else None
         requests = signed_requests(port, args.n, os.urandom(3).hex())
         cpu0, client0 = [d.cpu_seconds() for d in daemons.procs], time.process_time()
         deadline = time.perf_counter() + args.timeout
         sent = await send_all(port, requests, args.k, rate, deadline)
-        res.cases_at_send_end = await count_cases(engine)
+        res.cases_at_send_end = await count_cases(engine) if engine is not None else 0
         if sent.latency_ms:
             lat = sorted(sent.latency_ms)
             res.p50, res.p99, res.max_ms = percentile(lat, 50), percentile(lat, 99), lat[-1]
@@ -230,9 +231,12 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
               f"{res.cases_at_send_end} cases by then", file=sys.stderr)
         if sent.errors:
             raise BenchError(f"{sum(sent.errors.values())} requests failed: {dict(sent.errors)}")
-        done_at, _ = await wait_for_cases(engine, args.n, daemons, args.timeout, args.stall_timeout)
-        window = done_at - sent.started
-        res.cases_rate = args.n / window
+        if engine is None:  # ingest only: what is accepted into the bus, no worker
+            window = sent.finished - sent.started
+        else:
+            done_at, _ = await wait_for_cases(engine, args.n, daemons, args.timeout, args.stall_timeout)
+            window = done_at - sent.started
+            res.cases_rate = args.n / window
         res.daemon_cpu = sum(d.cpu_seconds() - c for d, c in zip(daemons.procs, cpu0, strict=True)) / window * 100
         res.client_cpu = (time.process_time() - client0) / window * 100
         res.rss = "/".join(fmt(d.peak_rss_mb()) for d in daemons.procs)
@@ -262,7 +266,8 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="webhooks_to_case", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
-    p.add_argument("--roles", choices=["one", "split", "both"], default="one")
+    p.add_argument("--roles", choices=["one", "split", "both", "ingest"], default="one",
+                   help="ingest = an ingest process alone: webhooks accepted into the bus, no worker")
     p.add_argument("--n", type=int, default=20000, help="webhooks per pass (default 20000)")
     p.add_argument("--k", type=int, default=32, help="concurrent HTTP connections (default 32)")
     p.add_argument("--modes", default="max,rate1000", help="comma list of max and rate<R> (default max,rate1000)")
