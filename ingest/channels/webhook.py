@@ -93,6 +93,9 @@ def webhook(channel: str, ctx: ChannelContext, handle: Handler) -> Route:
             log.warning("webhook.rejected", channel=channel, status=e.status, reason=e.error, field=e.field,
                         peer=request.remote)
             return json_error(e.status, e.error, e.field)
+        except OSError as e:  # e.g. a secret file missing mid-rotation: the provider should retry, not give up
+            log.error("webhook.unavailable", channel=channel, error=f"{type(e).__name__}: {e.strerror or e}")
+            return json_error(503, "temporarily unable to verify requests; please retry")
 
     return run
 

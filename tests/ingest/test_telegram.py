@@ -197,3 +197,24 @@ async def test_after_the_case_is_closed_the_channel_policy_opens_a_new_case_with
     assert (cases[1]["ParentId"], cases[1]["ContactId"], cases[1]["Status"]) == (first["Id"], first["ContactId"], "New")
     assert cases[0]["Status"] == "Closed"
     assert await local.count(Contact) == 1
+
+
+async def test_a_rotated_secret_file_is_read_per_request_and_a_missing_one_answers_503(tmp_path: Path) -> None:
+    secret_file = tmp_path / "telegram.secret"
+    secret_file.write_text(SECRET + "\n")
+    settings = settings_for("local-sqlite", tmp_path,
+                            channels={"telegram": {"enabled": True, "secret_token_file": str(secret_file)}})
+    p = await start_pipeline(settings)
+    try:
+        assert (await post(p, update(1)))[0] == 200
+        secret_file.write_text("a-new-token\n")  # the operator rotates the secret: no restart
+        assert (await post(p, update(2)))[0] == 403
+        assert (await post(p, update(3), secret="a-new-token"))[0] == 200
+        secret_file.unlink()  # mid-rotation: Telegram is told to retry, not that it is unauthorised
+        status, body = await post(p, update(4), secret="a-new-token")
+        assert status == 503 and "retry" in body
+        await p.wait_for(lambda cs: len(cs) == 1)
+        await p.wait_idle()
+        assert await p.count(ProcessedMessage) == 2
+    finally:
+        await p.daemon.stop()
