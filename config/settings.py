@@ -64,7 +64,7 @@ class KafkaSettings(Section):
     max_request_size: int = Field(default=1048576, ge=1024)
     linger_ms: int = Field(default=3, ge=0)
     """Milliseconds the producer waits to fill a batch: under load many hand-offs share one produce request
-    (measured: 918 → 1,026–1,199 mails/s end to end with 3); at most this much added to an acknowledgement."""
+    (measured: 918 to 1,026-1,199 mails/s end to end with 3); at most this much added to an acknowledgement."""
     max_batch_size: int = Field(default=262144, ge=1024)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
 
