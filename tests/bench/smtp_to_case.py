@@ -58,6 +58,7 @@ import socket
 import sys
 import tempfile
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -601,6 +602,27 @@ def parse_mode(mode: str) -> float | None:
     raise argparse.ArgumentTypeError(f"bad mode {mode!r}: use max or rate<messages/s>, e.g. rate500")
 
 
+def setting(text: str) -> tuple[list[str], Any]:
+    """`--set section.key=value` (value read as a TOML value, else as a string)."""
+    path, sep, raw = text.partition("=")
+    if not sep or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected section.key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return path.strip().split("."), value
+
+
+def apply_settings(settings: dict[str, Any], overrides: Sequence[tuple[list[str], Any]]) -> None:
+    """The `--set` overrides, into the daemons' config (their environment's CASEGATE_* are removed)."""
+    for path, value in overrides:
+        node = settings
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+
+
 async def start_deployment(config: str, tmp: Path, pg_dsn: str,
                            settings: dict[str, Any]) -> tuple[Tansu | None, PgDatabase | None, str]:
     """For `kafka-postgres`: a private tansu and a fresh migrated PostgreSQL database, written into
@@ -633,6 +655,7 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
     try:
         settings: dict[str, Any] = {"data_dir": str(tmp / "data")}
         tansu, pg, store_url = await start_deployment(config, tmp, args.pg, settings)
+        apply_settings(settings, args.set)
         # split: the worker first (it migrates a SQLite store and joins the consumer group), then ingest;
         # the figures are listed ingest first
         # --ingest-processes N > 1: N ingest processes share one SMTP port (smtp.reuse_port)
@@ -779,6 +802,8 @@ def table(results: Sequence[PassResult]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="smtp_to_case", description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    p.add_argument("--set", type=setting, action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a daemon setting for every pass, e.g. --set bus.kafka.linger_ms=0 (repeatable)")
     p.add_argument("--roles", choices=[*ROLE_MODES, "both"], default="both",
                    help="one = a single all-roles daemon process; split = a worker process and an ingest "
                         "process (casegate run --role worker / --role ingest); both = every pass both ways "

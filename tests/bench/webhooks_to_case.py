@@ -51,11 +51,13 @@ from tests.bench.smtp_to_case import (
     Daemons,
     PgDatabase,
     Tansu,
+    apply_settings,
     count_cases,
     fmt,
     log_summary,
     parse_mode,
     percentile,
+    setting,
     start_deployment,
     tail,
     wait_for_cases,
@@ -204,6 +206,7 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
         settings: dict[str, Any] = {"data_dir": str(tmp / "data"),
                                     "channels": {"twilio": {"enabled": True, "auth_token": TOKEN}}}
         tansu, pg, store_url = await start_deployment(config, tmp, args.pg, settings)
+        apply_settings(settings, args.set)
         plan = {"one": [("all", "daemon")], "ingest": [("ingest", "ingest")]}.get(
             roles, [("worker", "worker"), ("ingest", "ingest")])
         for role, name in plan:
@@ -266,6 +269,8 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="webhooks_to_case", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    p.add_argument("--set", type=setting, action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a daemon setting for every pass, e.g. --set http.max_body_size=65536 (repeatable)")
     p.add_argument("--roles", choices=["one", "split", "both", "ingest"], default="one",
                    help="ingest = an ingest process alone: webhooks accepted into the bus, no worker")
     p.add_argument("--n", type=int, default=20000, help="webhooks per pass (default 20000)")
