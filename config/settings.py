@@ -62,9 +62,9 @@ class KafkaSettings(Section):
     session_timeout_ms: int = Field(default=10000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3000, ge=100)
     max_request_size: int = Field(default=1048576, ge=1024)
-    linger_ms: int = Field(default=3, ge=0)
-    """Milliseconds the producer waits to fill a batch: under load many hand-offs share one produce request
-    (measured: 918 to 1,026-1,199 mails/s end to end with 3); at most this much added to an acknowledgement."""
+    linger_ms: int = Field(default=0, ge=0)
+    """Milliseconds the producer waits to fill a batch. 0 measured best here: concurrent hand-offs already
+    share produce requests while one is in flight (1,350-1,472 vs 1,122-1,254 mails/s with 3)."""
     max_batch_size: int = Field(default=262144, ge=1024)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
 
