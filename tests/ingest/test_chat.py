@@ -51,8 +51,6 @@ async def post(p: Pipeline, payload: dict[str, Any] | bytes,
         return r.status, await r.json()
 
 
-
-
 async def test_a_visitor_conversation_is_one_chat_case_and_after_close_the_policy_applies(
         deployment_settings: Callable[..., Settings]) -> None:
     p = await start_pipeline(deployment_settings(channels=channels(closed_case_policy="new_case")))

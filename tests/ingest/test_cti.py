@@ -84,8 +84,6 @@ async def ledger(p: Pipeline) -> dict[str, tuple[str, str | None]]:
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-
-
 async def test_calls_open_a_phone_case_then_log_on_it_and_the_lookup_pops_the_open_cases(
         deployment_settings: Callable[..., Settings]) -> None:
     p = await start_pipeline(deployment_settings(channels=channels()))

@@ -49,10 +49,6 @@ async def post(p: Pipeline, body: dict[str, Any] | bytes, secret: str | None = S
         return r.status, await r.text()
 
 
-
-
-
-
 @pytest.fixture
 async def local(tmp_path: Path) -> AsyncIterator[Pipeline]:
     p = await start_pipeline(settings_for("local-sqlite", tmp_path, channels=channels(closed_case_policy="new_case")))

@@ -55,8 +55,6 @@ async def post(p: Pipeline, data: Any, *, path: str = "/web-to-case", **headers:
         return r.status, r.headers, body
 
 
-
-
 async def only_case(p: Pipeline) -> dict[str, Any]:
     [summary] = await p.wait_for(lambda cs: len(cs) >= 1)
     return await p.case(summary["CaseNumber"])

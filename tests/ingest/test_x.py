@@ -74,10 +74,6 @@ async def post(p: Pipeline, body: dict[str, Any] | bytes, signature: str | None 
         return r.status, await r.json()
 
 
-
-
-
-
 @pytest.fixture
 async def local(tmp_path: Path) -> AsyncIterator[Pipeline]:
     p = await start_pipeline(settings_for("local-sqlite", tmp_path, channels=channels(closed_case_policy="new_case")))
