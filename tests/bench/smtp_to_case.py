@@ -300,17 +300,18 @@ class DaemonProcess:
     not open SMTP: its config has `smtp.enabled = false` (it still serves /readyz on its http port)."""
 
     def __init__(self, workdir: Path, settings: dict[str, Any], role: str = "all", profile: Path | None = None,
-                 log_level: str = "warning", smtp_port: int | None = None, name: str | None = None) -> None:
+                 log_level: str = "warning", smtp_port: int | None = None, name: str | None = None,
+                 http_port: int | None = None) -> None:
         self.role = role
         self.name = name or ("daemon" if role == "all" else role)
         self.profile = profile
         self.smtp_port = 0 if role == "worker" else (smtp_port or free_port())
-        self.http_port = free_port()
+        self.http_port = http_port or free_port()
         smtp: dict[str, Any] = ({"enabled": False, "host": "127.0.0.1"} if role == "worker"
                                 else {"host": "127.0.0.1", "port": self.smtp_port,
                                       "reuse_port": smtp_port is not None})
         settings = {**settings, "log_level": log_level, "smtp": smtp,
-                    "http": {"host": "127.0.0.1", "port": self.http_port}}
+                    "http": {"host": "127.0.0.1", "port": self.http_port, "reuse_port": http_port is not None}}
         self.config_path = workdir / ("casegate.toml" if role == "all" else f"casegate-{self.name}.toml")
         write_toml(self.config_path, settings)
         self.log_path = workdir / f"{self.name}.log"

@@ -54,6 +54,7 @@ from tests.bench.smtp_to_case import (
     apply_settings,
     count_cases,
     fmt,
+    free_port,
     log_summary,
     parse_mode,
     percentile,
@@ -207,11 +208,14 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
                                     "channels": {"twilio": {"enabled": True, "auth_token": TOKEN}}}
         tansu, pg, store_url = await start_deployment(config, tmp, args.pg, settings)
         apply_settings(settings, args.set)
-        plan = {"one": [("all", "daemon")], "ingest": [("ingest", "ingest")]}.get(
-            roles, [("worker", "worker"), ("ingest", "ingest")])
+        # --ingest-processes N > 1: N ingest processes share one HTTP port (http.reuse_port)
+        ingests = [("ingest", "ingest" if i == 0 else f"ingest{i + 1}") for i in range(args.ingest_processes)]
+        shared_port = free_port() if len(ingests) > 1 else None
+        plan = {"one": [("all", "daemon")], "ingest": ingests}.get(roles, [("worker", "worker"), *ingests])
         for role, name in plan:
             profile = args.profile / f"hooks-{name}-{config}-{mode}.prof" if args.profile else None
-            daemon = DaemonProcess(tmp, settings, role, profile, args.daemon_log_level, name=name)
+            daemon = DaemonProcess(tmp, settings, role, profile, args.daemon_log_level, name=name,
+                                   http_port=shared_port if role == "ingest" else None)
             daemons.procs.append(daemon)
             await daemon.start()
             if role == "worker" and args.worker_nice:
@@ -271,6 +275,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
     p.add_argument("--set", type=setting, action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="a daemon setting for every pass, e.g. --set http.max_body_size=65536 (repeatable)")
+    p.add_argument("--ingest-processes", type=int, default=1, metavar="N",
+                   help="ingest processes sharing the HTTP port (http.reuse_port) in split and ingest passes")
     p.add_argument("--roles", choices=["one", "split", "both", "ingest"], default="one",
                    help="ingest = an ingest process alone: webhooks accepted into the bus, no worker")
     p.add_argument("--n", type=int, default=20000, help="webhooks per pass (default 20000)")
