@@ -15,7 +15,7 @@ import base64
 import functools
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import structlog
@@ -66,15 +66,17 @@ def twilio_signature(secret: str, url: str, params: Mapping[str, Sequence[str]] 
     return base64.b64encode(hmac.new(secret.encode(), data.encode(), digest).digest()).decode()
 
 
-def url_variants(url: str) -> list[str]:
-    """The URL as given, and with its default port added (when it has none) or removed (when it has
-    one): Twilio's signer sometimes includes the port and sometimes not, and its SDKs accept both."""
+def url_variants(url: str) -> Iterator[str]:
+    """The URL as given, then (only if asked for: it is the rare case) with its default port added
+    (when it has none) or removed (when it has one): Twilio's signer sometimes includes the port and
+    sometimes not, and its SDKs accept both."""
+    yield url
     p = urlsplit(url)
     host = p.netloc.rsplit("@", 1)[-1]
     userinfo = p.netloc[: len(p.netloc) - len(host)]
     default_port = ":443" if p.scheme == "https" else ":80"
     other = userinfo + host.rsplit(":", 1)[0] if p.port else p.netloc + default_port
-    return [url, urlunsplit(p._replace(netloc=other))]
+    yield urlunsplit(p._replace(netloc=other))
 
 
 def signature_valid(secret: str, url: str, signature: str, params: Mapping[str, Sequence[str]] | None = None,

@@ -134,7 +134,7 @@ def test_port_variants_validate_both_ways() -> None:
                            VECTOR_PARAMS)  # signed with :80
     assert not signature_valid("12345", VECTOR_URL, sig, {**VECTOR_PARAMS, "Digits": ["1235"]})
     assert not signature_valid("54321", VECTOR_URL, sig, VECTOR_PARAMS)
-    assert url_variants("https://u:p@h.example/x?a=1") == ["https://u:p@h.example/x?a=1",
+    assert list(url_variants("https://u:p@h.example/x?a=1")) == ["https://u:p@h.example/x?a=1",
                                                           "https://u:p@h.example:443/x?a=1"]
 
 
