@@ -3,20 +3,19 @@ acknowledgement, closed-case policy), loop protection, and the relay casegate se
 
 from __future__ import annotations
 
-import re
 from string import Template
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from config.sections import OwnerRef, Section
+from config.sections import EmailAddress, OwnerRef, Section
 
 TEMPLATE_FIELDS = ("case_number", "subject", "name", "email", "thread_token")
 """What acknowledgement and notice templates may use."""
 
 
 class RoutingAddress(Section):
-    address: str
+    address: EmailAddress
     origin: str = "Email"
     priority: str = "Medium"
     type: str = ""
@@ -57,13 +56,6 @@ class RoutingAddress(Section):
             raise ValueError(f"unknown template field ${unknown[0]} (known: "
                              f"{', '.join('$' + f for f in TEMPLATE_FIELDS)})")
         return v
-
-    @field_validator("address")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+", v):
-            raise ValueError(f"not an email address: {v!r}")
-        return v.lower()
 
 
 class LoopSettings(Section):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from config.sections import Section
+from config.sections import EmailAddress, Section
 
 
 class MailboxSettings(Section):
@@ -33,7 +32,7 @@ class MailboxSettings(Section):
     token_file: str = ""
     """XOAUTH2: a file holding the current access token, refreshed by the operator (read at each login)."""
     folder: str = "INBOX"
-    routing_address: str
+    routing_address: EmailAddress
     """The support address this mailbox's mail is for: one of the `[[routing]]` addresses."""
     after_fetch: Literal["seen", "move"] = "seen"
     """What happens to a message once the bus has it: flag it \\Seen, or move it to `move_to`."""
@@ -53,13 +52,6 @@ class MailboxSettings(Section):
     retry_initial: float = Field(default=1.0, gt=0)
     retry_max: float = Field(default=300.0, gt=0)
     """Back-off after a lost connection, a refused login or the bus failing: doubling up to this."""
-
-    @field_validator("routing_address")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+", v):
-            raise ValueError(f"not an email address: {v!r}")
-        return v.lower()
 
     @model_validator(mode="after")
     def _credentials(self) -> MailboxSettings:

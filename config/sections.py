@@ -1,14 +1,25 @@
-"""What every settings section shares: unknown keys are errors, values are frozen, and an owner is
-written `queue:<Queue name>` or `user:<user email>`."""
+"""What every settings section shares: unknown keys are errors, values are frozen, an owner is written
+`queue:<Queue name>` or `user:<user email>`, and an email address is checked and lower-cased."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 OwnerRef = Annotated[str, Field(pattern=r"^(queue|user):\S.*$")]
 """An owner is `queue:<Queue name>` or `user:<user email>`."""
+
+
+def _email_address(v: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", v):
+        raise ValueError(f"not an email address: {v!r}")
+    return v.lower()
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+"""An email address (one @, no spaces), kept in lower case: how routing addresses are compared."""
 
 
 class Section(BaseModel):
