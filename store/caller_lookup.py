@@ -9,12 +9,11 @@ logged on comes first. Records carry Salesforce field names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
-from store.database import Database
+from store.database import Database, iso_utc
 from store.models import Account, Case, Contact, Queue, User
 
 MAX_CONTACTS = 20
@@ -31,12 +30,6 @@ class CallerMatch:
 
     def as_json(self) -> dict[str, Any]:
         return {"ani": self.phone, "contacts": self.contacts, "cases": self.cases}
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()  # SQLite hands back naive UTC
 
 
 async def find_caller(db: Database, phone: str) -> CallerMatch:
@@ -69,6 +62,6 @@ async def find_caller(db: Database, phone: str) -> CallerMatch:
     cases = [{
         "attributes": {"type": "Case"}, "Id": r[0], "CaseNumber": r[1], "Subject": r[2], "Status": r[3],
         "Priority": r[4], "Origin": r[5], "OwnerId": r[6], "OwnerName": r[7], "ContactId": r[8],
-        "CreatedDate": _iso(r[9]), "LastModifiedDate": _iso(r[10]),
+        "CreatedDate": iso_utc(r[9]), "LastModifiedDate": iso_utc(r[10]),
     } for r in rows]
     return CallerMatch(phone, contacts, cases)

@@ -3,13 +3,13 @@ and feed objects): the case list and one case with its messages, attachments and
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import DeclarativeBase
 
-from store.database import Database
+from store.database import Database, as_utc
 from store.errors import CaseNotFound
 from store.models import (
     Attachment,
@@ -29,8 +29,8 @@ def as_record(row: DeclarativeBase, object_type: str) -> dict[str, Any]:
     out: dict[str, Any] = {"attributes": {"type": object_type}}
     for col in row.__table__.columns:
         value = getattr(row, col.key)
-        if isinstance(value, datetime):  # SQLite hands back naive datetimes; everything is stored in UTC
-            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        if isinstance(value, datetime):
+            value = as_utc(value).isoformat()
         out[col.key] = value
     return out
 

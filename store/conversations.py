@@ -9,21 +9,18 @@ up to the daily cap; beyond it submissions are kept pending. Cases opened earlie
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
 from store import lookups
 from store.channel_policy import ChannelPolicy, origin_of, policy_for
+from store.database import as_utc
 from store.inbound import InboundMessage
 from store.lookups import CaseState, ContactRef
 
 CALL_CHANNEL = "phone"
 FORM_CHANNEL = "web"
-
-
-def _aware(at: datetime | None) -> datetime | None:
-    return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class Conversations:
@@ -61,7 +58,7 @@ class Conversations:
         return (state, "conversation") if state else None
 
     def within_window(self, m: InboundMessage, state: CaseState) -> bool:
-        last = _aware(state.last_activity)
+        last = as_utc(state.last_activity) if state.last_activity else None
         return m.channel == CALL_CHANNEL or last is None or \
             self.now - last <= timedelta(hours=self.policy(m).window_hours)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,6 +67,15 @@ class Database:
         await self.engine.dispose()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
+
+
+def as_utc(at: datetime) -> datetime:
+    """`at` with its time zone: SQLite hands datetimes back naive, and everything is stored in UTC."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def iso_utc(at: datetime | None) -> str | None:
+    return as_utc(at).isoformat() if at is not None else None
 
 
 def _make_sqlite_correct(engine: Engine) -> None:

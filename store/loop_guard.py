@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
 from config import LoopSettings
 from store import lookups
+from store.database import as_utc
 from store.inbound import InboundMessage
 
 _REPLY_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|wg|sv|vs|antw|tr|rif|r)\s*(\[\d+\]|\(\d+\))?\s*:\s*)+",
@@ -48,7 +49,7 @@ class LoopGuard:
         since = min(m.received_at for m in messages) - window if messages else now
         seen: dict[tuple[str, str], list[datetime]] = defaultdict(list)
         for sender, subject, at in lookups.recent_ledger(conn, senders, since):
-            seen[(sender, subject_key(subject))].append(at if at.tzinfo else at.replace(tzinfo=UTC))
+            seen[(sender, subject_key(subject))].append(as_utc(at))
         ack_since = now - timedelta(minutes=settings.acknowledgement_window_minutes)
         addresses = {m.sender_email.lower() for m in messages if m.sender_email}
         acks = lookups.outbox_counts(conn, addresses, ack_since) if addresses else {}

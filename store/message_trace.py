@@ -6,12 +6,12 @@ in the same transaction as the case, so the trace cannot disagree with the cases
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, or_, select, tuple_
 
-from store.database import Database
+from store.database import Database, iso_utc
 from store.models import Case, ProcessedMessage
 
 _COLUMNS = (ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMessage.MessageIdentifier,
@@ -20,17 +20,11 @@ _COLUMNS = (ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMess
             ProcessedMessage.Subject, ProcessedMessage.EnvelopeId, ProcessedMessage.RawSha256)
 
 
-def _utc(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
 def _entry(row: Any) -> dict[str, Any]:
     outcome = row.Outcome
     entry: dict[str, Any] = {
         "channel": row.Channel, "external_id": row.ExternalId, "message_id": row.MessageIdentifier,
-        "received_at": _utc(row.ReceivedAt), "processed_at": _utc(row.ProcessedAt), "outcome": outcome,
+        "received_at": iso_utc(row.ReceivedAt), "processed_at": iso_utc(row.ProcessedAt), "outcome": outcome,
         "case_number": row.CaseNumber, "rule": row.Rule if outcome in ("created", "threaded") else None,
         "reason": row.Reason, "sender": row.Sender, "subject": row.Subject, "envelope_id": row.EnvelopeId,
         "raw_sha256": row.RawSha256,

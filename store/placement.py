@@ -4,18 +4,15 @@ message to a closed case reopens it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from rules.assignment import CaseFacts, assign
 from rules.lifecycle import change_status
 from store.batch_writer import BatchWriter
 from store.case_policy import CasePolicy
+from store.database import as_utc
 from store.inbound import InboundMessage, Outcome
 from store.lookups import CaseState, ContactRef
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class Placement:
@@ -50,7 +47,7 @@ class Placement:
         if policy == "reopen":
             return True
         return policy == "reopen_within_days" and state.closed_date is not None and \
-            self.writer.now - _aware(state.closed_date) <= timedelta(days=within_days)
+            self.writer.now - as_utc(state.closed_date) <= timedelta(days=within_days)
 
     def reopen(self, state: CaseState, m: InboundMessage, policy: str) -> None:
         change = change_status(self.policy.rules.reopen_status, state.closed_date, self.writer.now)
