@@ -28,7 +28,6 @@ needs the case store: processes without the worker role answer 503.
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -52,6 +51,7 @@ from ingest.channels.webhook import (
     one_or_many,
     publish_all,
     require,
+    same_secret,
     webhook,
 )
 from ingest.envelope import Envelope, Sender
@@ -67,17 +67,13 @@ _TITLES = {"call.offered": "Ringing: ", "call.answered": "Answered: ", "call.end
            "call.wrapup": "Wrap-up: ", "recording.available": "Recording: ", "transcript.available": "Transcript: "}
 
 
-def _same(given: str, expected: str) -> bool:
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
-
-
 def authenticate(request: web.Request, body: bytes, section: CtiChannel, now: float) -> None:
     """A signed event (timestamp within the window, then the HMAC), or the configured bearer token."""
     signature = request.headers.get("X-CTI-Signature")
     bearer = bearer_of(request.headers.get("Authorization"))
     token = read_secret(section.bearer_token, section.bearer_token_file)
     if not signature and bearer and token:
-        if not _same(bearer, token):
+        if not same_secret(bearer, token):
             raise Rejected(403, "bearer token does not match")
         return
     stamp = request.headers.get("X-CTI-Timestamp")
@@ -258,7 +254,7 @@ async def lookup(ctx: ChannelContext, request: web.Request, body: bytes) -> web.
     given = bearer_of(request.headers.get("Authorization"))
     if given is None:
         raise Rejected(401, "Authorization: Bearer <lookup token> missing")
-    if not _same(given, read_secret(section.lookup_token, section.lookup_token_file)):
+    if not same_secret(given, read_secret(section.lookup_token, section.lookup_token_file)):
         raise Rejected(403, "lookup token does not match")
     raw = request.query.get("ani", "")
     if raw.startswith(" "):  # an unencoded "+" in a query string reads as a space

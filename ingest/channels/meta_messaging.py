@@ -14,7 +14,6 @@ unsent (deleted) messages, delivery / read / reaction events, `standby` events a
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from ingest.channels.webhook import (
     parse_json,
     publish_all,
     require,
+    same_secret,
     webhook,
 )
 from ingest.envelope import Channel, Envelope, Sender
@@ -61,8 +61,7 @@ def _handshake(section: MetaChannel) -> Any:
         q = request.query
         token = read_secret(section.verify_token, section.verify_token_file)
         given = q.get("hub.verify_token", "")
-        if not (token and q.get("hub.mode") == "subscribe"
-                and hmac.compare_digest(given.encode(), token.encode())):
+        if not (q.get("hub.mode") == "subscribe" and same_secret(given, token)):
             log.warning("webhook.rejected", channel="meta", status=403, reason="verification failed",
                         peer=request.remote)
             return web.Response(status=403, text="verification failed", content_type="text/plain")

@@ -14,7 +14,6 @@ without a sender — is answered 200 and published nowhere (Telegram would other
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from ingest.channels.webhook import (
     parse_json,
     publish_all,
     require,
+    same_secret,
     webhook,
 )
 from ingest.envelope import Envelope, Sender
@@ -43,7 +43,7 @@ def check_secret_token(expected: str, given: str | None) -> None:
     """Rejected 401 when the header is missing, 403 when it is not the configured token (constant time)."""
     if not given:
         raise Rejected(401, f"{SECRET_HEADER} missing")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not same_secret(given, expected):
         raise Rejected(403, f"{SECRET_HEADER} does not match")
 
 

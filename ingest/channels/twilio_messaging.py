@@ -12,7 +12,6 @@ publishes the message, with the URLs, and says so in its details). Delivery stat
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -118,10 +117,8 @@ def form_params(data: bytes | str) -> Params:
     return params
 
 
-@functools.lru_cache(maxsize=65536)
 def phone_number(raw: str) -> str | None:
-    """E.164 of a Twilio address (`+14155550123`, `whatsapp:+14155550123`), remembered: parsing a number
-    costs ~15 µs, and our own numbers and a conversation's sender come again and again."""
+    """E.164 of a Twilio address (`+14155550123`, `whatsapp:+14155550123`)."""
     return e164(raw)
 
 
