@@ -54,7 +54,8 @@ class CaseService:
         done -= set(releasing)  # pending messages being released: their ledger row is replaced
         writer.replace_ledger(dead | set(releasing))
         fresh = [m for m in messages if ledger_key(m) not in done]
-        guard = LoopGuard.load(conn, fresh, self.policy.loops, now)
+        fresh_mail = [m for m in fresh if m.channel == "email"]  # the loop breaker and acknowledgements are mail's
+        guard = LoopGuard.load(conn, fresh_mail, self.policy.loops, now, acknowledging=self.policy.outbound.enabled)
         writer.resolve_contacts(fresh)
         others = [m for m in fresh if m.channel != "email"]
         talk = Conversations.load(conn, others, [writer.contact_for(m) for m in others], self.policy.channels, now)

@@ -43,7 +43,8 @@ class LoopGuard:
 
     @classmethod
     def load(cls, conn: Connection, messages: Sequence[InboundMessage], settings: LoopSettings,
-             now: datetime) -> LoopGuard:
+             now: datetime, *, acknowledging: bool = True) -> LoopGuard:
+        """The counts `messages` need; acknowledgements are counted only when any can be sent."""
         window = timedelta(seconds=settings.window_seconds)
         senders = {_sender(m)[:320] for m in messages}
         since = min(m.received_at for m in messages) - window if messages else now
@@ -52,7 +53,7 @@ class LoopGuard:
             seen[(sender, subject_key(subject))].append(as_utc(at))
         ack_since = now - timedelta(minutes=settings.acknowledgement_window_minutes)
         addresses = {m.sender_email.lower() for m in messages if m.sender_email}
-        acks = lookups.outbox_counts(conn, addresses, ack_since) if addresses else {}
+        acks = lookups.outbox_counts(conn, addresses, ack_since) if addresses and acknowledging else {}
         return cls(settings, seen, acks)
 
     def flooding(self, m: InboundMessage) -> bool:
