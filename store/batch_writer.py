@@ -14,7 +14,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from config import RoutingAddress
 from rules.lifecycle import DEFAULT_STATUS, StatusChange
-from store import lookups
 from store.case_matcher import thread_keys
 from store.channel_policy import CASE_FIELDS, ORIGINS, subject_of
 from store.contact_resolver import ContactResolver, email_key
@@ -211,10 +210,6 @@ class BatchWriter:
     def replace_ledger(self, keys: Collection[tuple[str, str]]) -> None:
         """These messages were dead-lettered before: their new outcome replaces that row."""
         self._replaced.update(keys)
-
-    def outgoing(self, message_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """Our own stored outgoing EmailMessages among these Message-IDs → (EmailMessage Id, case Id)."""
-        return lookups.outgoing_emails(self.s, set(message_ids)) if message_ids else {}
 
     def mark_bounced(self, email_id: str) -> None:
         self._bounced.add(email_id)

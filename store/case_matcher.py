@@ -43,11 +43,12 @@ class CaseMatcher:
     """Finds the case of each message of a batch, knowing the cases earlier messages were put on."""
 
     def __init__(self, secret: bytes, refs: dict[str, str], states: dict[str, CaseState],
-                 tokens: dict[int, str]):
+                 tokens: dict[int, str], ours: dict[str, tuple[str, str]] | None = None):
         self._secret = secret
         self._refs = refs
         self._states = states
         self._tokens = tokens
+        self._ours = ours or {}
 
     @classmethod
     def load(cls, s: Connection, messages: Sequence[InboundMessage], secret: bytes) -> CaseMatcher:
@@ -61,7 +62,9 @@ class CaseMatcher:
         refs = lookups.cases_by_reference(s, keys) if keys else {}
         wanted = set(refs.values()) | set(tokens.values())
         states = lookups.case_states(s, wanted) if wanted else {}
-        return cls(secret, refs, states, {id(messages[i]): c for i, c in tokens.items()})
+        bounced = {k for m in messages for k in m.bounced_message_ids}
+        ours = lookups.outgoing_emails(s, bounced) if bounced else {}
+        return cls(secret, refs, states, {id(messages[i]): c for i, c in tokens.items()}, ours)
 
     def match(self, m: InboundMessage) -> tuple[CaseState, str] | None:
         """The case this message belongs to and the rule that said so, or None for a new case."""
@@ -81,11 +84,14 @@ class CaseMatcher:
                 return state, "thread-index"
         return None
 
-    def match_bounce(self, m: InboundMessage) -> CaseState | None:
-        """The case of the mail this bounce reports, found by that mail's Message-ID only."""
+    def match_bounce(self, m: InboundMessage) -> tuple[CaseState, list[str]] | None:
+        """The case of the mail this bounce reports, found by that mail's Message-ID only, and the Ids of
+        our outgoing EmailMessages on that case that bounced."""
         for key in m.bounced_message_ids:
             if key in self._refs:
-                return self._states[self._refs[key]]
+                state = self._states[self._refs[key]]
+                ours = [self._ours[mid] for mid in m.bounced_message_ids if mid in self._ours]
+                return state, [email_id for email_id, case_id in ours if case_id == state.id]
         return None
 
     def remember(self, m: InboundMessage, state: CaseState) -> None:

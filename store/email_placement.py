@@ -81,13 +81,13 @@ class EmailPlacement(Placement):
 
     def _bounce(self, m: InboundMessage) -> Outcome:
         """A bounce goes on the case of the mail that bounced, and marks that mail undelivered."""
-        state = self.matcher.match_bounce(m)
-        if state is None:
+        found = self.matcher.match_bounce(m)
+        if found is None:
             return self.suppress(m, "bounce", f"bounce: {m.auto_reason or 'delivery failure'}; "
                                  "the bounced mail is not ours")
-        for email_id, case_id in self.writer.outgoing(m.bounced_message_ids).values():
-            if case_id == state.id:
-                self.writer.mark_bounced(email_id)
+        state, undelivered = found
+        for email_id in undelivered:
+            self.writer.mark_bounced(email_id)
         return self._thread(m, state, "bounce",
                             note=f"bounce ({m.auto_reason or 'delivery failure'}): our mail marked undelivered")
 

@@ -144,12 +144,11 @@ def chat_envelope(message: Mapping[str, Any], where: str, section: ChatChannel) 
         details["sent_at"] = sent_at.isoformat()
     if names:
         details["attachments"] = ", ".join(names)
-    envelope = message_envelope(
+    return message_envelope(
         "chat", "chat", message_id, sender=Sender(name=name, email=email, phone=phone, handle=visitor_id),
         text=text, subject=None if text else f"Chat attachment: {', '.join(names)}",
         entry_type="Media" if media else "Text", media=media, details=details, conversation=visitor_id,
         sent_at=sent_at)
-    return envelope
 
 
 async def receive(ctx: ChannelContext, request: web.Request, body: bytes) -> web.StreamResponse:

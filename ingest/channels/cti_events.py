@@ -233,12 +233,11 @@ def call_envelope(event: Mapping[str, Any], where: str, section: CtiChannel) -> 
         details["duration_seconds"] = str(seconds)
     action = _action(kind, section.dispositions, call.get("disposition"), details)
     text = _summary(kind, direction, seconds, call, agent, queue, recording)
-    envelope = message_envelope(
+    return message_envelope(
         "phone", "cti", f"{call_id}:{kind}", sender=Sender(name=call.get("caller_name"), phone=customer),
         text=text, recipients=(ours,) if ours else (), entry_type="Call", details=details,
         media=[recording["url"]] if isinstance(recording.get("url"), str) else [], action=action,
         sent_at=occurred)
-    return envelope
 
 
 async def receive(ctx: ChannelContext, request: web.Request, body: bytes) -> web.StreamResponse:
