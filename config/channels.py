@@ -13,13 +13,6 @@ from pydantic import Field, model_validator
 from config.sections import OwnerRef, Section
 
 
-def read_secret(value: str, path: str) -> str:
-    """The secret given inline, or the first line of its file (read when called: rotate the file)."""
-    if path:
-        return Path(path).read_text(encoding="utf-8").strip()
-    return value
-
-
 class ChannelBase(Section):
     enabled: bool = False
     origin: str = ""

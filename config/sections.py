@@ -1,9 +1,11 @@
 """What every settings section shares: unknown keys are errors, values are frozen, an owner is written
-`queue:<Queue name>` or `user:<user email>`, and an email address is checked and lower-cased."""
+`queue:<Queue name>` or `user:<user email>`, an email address is checked and lower-cased, and a secret
+comes inline or from a file."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -24,3 +26,11 @@ EmailAddress = Annotated[str, AfterValidator(_email_address)]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(value: str, path: str) -> str:
+    """The secret given inline, or the content of its file, read when called (so replacing the file
+    rotates the secret without a restart). Raises OSError when the file cannot be read."""
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    return value

@@ -42,7 +42,8 @@ from typing import Any
 
 from aiohttp import web
 
-from config.channels import ChatChannel, read_secret
+from config.channels import ChatChannel
+from config.sections import read_secret
 from ingest.channels.webhook import (
     ChannelContext,
     Rejected,

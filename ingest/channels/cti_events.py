@@ -38,7 +38,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.channels import CtiChannel, DispositionRule, read_secret
+from config.channels import CtiChannel, DispositionRule
+from config.sections import read_secret
 from ingest.channels.webhook import (
     ChannelContext,
     Rejected,

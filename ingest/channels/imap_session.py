@@ -17,12 +17,12 @@ import re
 import shlex
 import ssl
 from collections.abc import Awaitable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from aioimaplib import aioimaplib
 
 from config import MailboxSettings
+from config.sections import read_secret
 
 T = TypeVar("T")
 
@@ -77,14 +77,14 @@ def tls_context(settings: MailboxSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def read_secret(settings: MailboxSettings) -> str:
+async def login_secret(settings: MailboxSettings) -> str:
     """The password or the access token, read now (the operator may have changed it since)."""
     if settings.auth == "password" and settings.password:
         return settings.password
     secret_file = settings.password_file if settings.auth == "password" else settings.token_file
     if secret_file:
         try:
-            return (await asyncio.to_thread(Path(secret_file).read_text, encoding="utf-8")).strip()
+            return await asyncio.to_thread(read_secret, "", secret_file)
         except OSError as e:
             raise ImapAuthFailed(f"cannot read {secret_file}: {e.strerror}") from None
     try:
@@ -200,7 +200,7 @@ class ImapSession:
         s = self.settings
 
         async def login() -> Any:
-            secret = await read_secret(s)
+            secret = await login_secret(s)
             if s.auth == "password":
                 return await self._client.login(s.username, secret)
             return await self._client.xoauth2(s.username, secret)
@@ -321,4 +321,4 @@ def _b64_text(data: bytes) -> str:
         return data.decode(errors="replace")[:300]
 
 
-__all__ = ["ImapAuthFailed", "ImapError", "ImapSession", "ImapTemporary", "parse_fetch", "read_secret", "uid_set"]
+__all__ = ["ImapAuthFailed", "ImapError", "ImapSession", "ImapTemporary", "login_secret", "parse_fetch", "uid_set"]

@@ -22,7 +22,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from config.channels import MetaChannel, read_secret
+from config.channels import MetaChannel
+from config.sections import read_secret
 from ingest.channels.webhook import (
     ChannelContext,
     Rejected,

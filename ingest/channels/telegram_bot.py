@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from config.channels import TelegramChannel, read_secret
+from config.channels import TelegramChannel
+from config.sections import read_secret
 from ingest.channels.webhook import (
     ChannelContext,
     Rejected,

@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import structlog
 from aiohttp import web
 
-from config.channels import TwilioChannel, read_secret
+from config.channels import TwilioChannel
+from config.sections import read_secret
 from ingest.channels import twilio_voice
 from ingest.channels.media_fetch import HttpMediaFetcher, MediaFetcher, MediaItem, store_media
 from ingest.channels.webhook import (

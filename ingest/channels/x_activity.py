@@ -24,7 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
-from config.channels import XChannel, read_secret
+from config.channels import XChannel
+from config.sections import read_secret
 from ingest.channels.webhook import (
     ChannelContext,
     Rejected,
