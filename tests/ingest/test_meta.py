@@ -321,6 +321,14 @@ async def test_bad_signatures_are_rejected_and_nothing_is_published(meta: Pipeli
     await nothing_published(meta)
 
 
+async def test_a_signed_delivery_over_the_body_limit_gets_413_and_publishes_nothing(meta: Pipeline) -> None:
+    # a well-signed delivery larger than [http] max_body_size (1 MiB by default) is refused before parsing
+    big = whatsapp(wa_text("wamid.BIG", "x" * (1024 * 1024)))
+    status, error = await post(meta, big)
+    assert status == 413 and "1048576" in error["error"]
+    await nothing_published(meta)
+
+
 async def test_malformed_deliveries_are_refused_with_the_field_and_publish_nothing(meta: Pipeline) -> None:
     status, error = await post(meta, None, body=b"{not json")
     assert status == 400 and error["error"].startswith("body is not JSON")
