@@ -1,6 +1,6 @@
-"""The daemon's HTTP application: `/healthz` (the process is up) and `/readyz` (every dependency of
-this process's roles answers: bus, case store, blob store). Channels with webhooks mount their routes
-on the same application.
+"""The daemon's HTTP application: `/healthz` (the process is up), `/readyz` (every dependency of
+this process's roles answers: bus, case store, blob store) and `/metrics` (Prometheus text, see
+ingest/metrics.py). Channels with webhooks mount their routes on the same application.
 
 `reports` are parts whose failure degrades the service without making it unready (an IMAP mailbox
 that cannot log in: SMTP and the rest still work): `/readyz` shows their detail and says
@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+
+from ingest.metrics import exposition
 
 Check = Callable[[], Awaitable[None]]
 Report = Callable[[], tuple[bool, Any]]
@@ -40,7 +42,12 @@ def health_app(checks: Mapping[str, Check], timeout: float = 2.0,
                 body["status"] = "degraded"
         return web.json_response(body, status=200 if ready else 503)
 
+    async def metrics(_request: web.Request) -> web.Response:
+        body, content_type = exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app

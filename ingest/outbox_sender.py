@@ -16,6 +16,7 @@ import aiosmtplib
 import structlog
 
 from config import OutboundSettings
+from ingest.metrics import OUTBOUND_MAIL
 from store.database import Database
 from store.outbox import OutgoingMail, claim_due, mark_retry, mark_sent
 
@@ -68,6 +69,7 @@ class OutboxSender:
             log.error("outbox.mark_sent_failed", mail_id=mail.id, error=str(e))
             return
         self.sent += 1
+        OUTBOUND_MAIL.labels("sent").inc()
         log.info("outbox.sent", kind=mail.kind, case_id=mail.case_id, to=mail.to_address, message_id=mail.message_id)
 
     async def _failed(self, mail: OutgoingMail, e: Exception) -> None:
@@ -77,6 +79,7 @@ class OutboxSender:
         nxt = None if give_up else datetime.now(UTC) + timedelta(seconds=delay)
         with contextlib.suppress(Exception):
             await mark_retry(self.db, mail.id, error, nxt)
+        OUTBOUND_MAIL.labels("failed" if give_up else "retry").inc()
         if give_up:
             self.failed += 1
             log.error("outbox.failed", kind=mail.kind, case_id=mail.case_id, to=mail.to_address,

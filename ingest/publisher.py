@@ -3,12 +3,14 @@ build the envelope, publish it keyed by conversation, return only when the bus h
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ingest.blobs import BlobStore
-from ingest.bus import Bus
+from ingest.blobs import BlobStore, BlobStoreError
+from ingest.bus import Bus, BusError
 from ingest.envelope import AttachmentRef, Envelope, encode
+from ingest.metrics import ACCEPTED, HANDOFF_FAILURES, PUBLISH_SECONDS
 from ingest.mime import MailPart
 
 
@@ -21,16 +23,27 @@ class Publisher:
     async def claim(self, raw: bytes, parts: Sequence[MailPart] = ()) -> tuple[str, tuple[AttachmentRef, ...]]:
         """Store the raw original and each part; returns the raw's sha256 and the attachment references
         for the envelope. Raises BlobStoreError when the blob store cannot take them."""
-        raw_sha = await self.blobs.put(raw)
-        refs = []
-        for part in parts:
-            sha = await self.blobs.put(part.data)
-            refs.append(AttachmentRef(name=part.name, content_type=part.content_type, size=len(part.data),
-                                      sha256=sha, content_id=part.content_id, inline=part.inline))
+        try:
+            raw_sha = await self.blobs.put(raw)
+            refs = []
+            for part in parts:
+                sha = await self.blobs.put(part.data)
+                refs.append(AttachmentRef(name=part.name, content_type=part.content_type, size=len(part.data),
+                                          sha256=sha, content_id=part.content_id, inline=part.inline))
+        except BlobStoreError:
+            HANDOFF_FAILURES.labels("blobs").inc()
+            raise
         return raw_sha, tuple(refs)
 
     async def publish(self, envelope: Envelope) -> None:
         """Returns once the bus has the envelope durably; raises BusError otherwise."""
-        await self.bus.publish(self.topic, envelope.conversation_key.encode(), encode(envelope),
-                               headers=[("channel", envelope.channel.encode()),
-                                        ("external-id", envelope.external_id.encode()[:512])])
+        started = time.perf_counter()
+        try:
+            await self.bus.publish(self.topic, envelope.conversation_key.encode(), encode(envelope),
+                                   headers=[("channel", envelope.channel.encode()),
+                                            ("external-id", envelope.external_id.encode()[:512])])
+        except BusError:
+            HANDOFF_FAILURES.labels("bus").inc()
+            raise
+        PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        ACCEPTED.labels(envelope.channel).inc()

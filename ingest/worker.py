@@ -24,6 +24,7 @@ from config import WorkerSettings
 from ingest.blobs import BlobStore
 from ingest.bus import Bus, BusError, Consumer, Record
 from ingest.envelope import Envelope, EnvelopeError, decode
+from ingest.metrics import WORKER_BATCH_SECONDS, WORKER_DEAD_LETTERED, WORKER_MESSAGES, WORKER_RETRIES
 from ingest.mime import message_ids
 from store.case_service import CaseService
 from store.errors import PermanentStoreError, TemporaryStoreError
@@ -105,6 +106,7 @@ class Worker:
                     return
             except (TemporaryStoreError, BusError) as e:
                 log.warning("worker.retry", reason=str(e)[:300], retry_in=round(delay, 2))
+                WORKER_RETRIES.inc()
                 if stopping.is_set():
                     return
                 with contextlib.suppress(TimeoutError):
@@ -154,8 +156,9 @@ class Worker:
             await self._dead_letter(d)
         self.processed += len(records)
         if records:
-            log.debug("worker.batch", records=len(records), dead=len(dead),
-                      ms=round((time.perf_counter() - started) * 1000, 1))
+            seconds = time.perf_counter() - started
+            WORKER_BATCH_SECONDS.observe(seconds)
+            log.debug("worker.batch", records=len(records), dead=len(dead), ms=round(seconds * 1000, 1))
         return outcomes
 
     def _prepare(self, r: Record) -> InboundMessage:
@@ -189,6 +192,7 @@ class Worker:
                     kind = "case store refused the message" if isinstance(one, PermanentStoreError) else "failed"
                     dead.append(DeadLetter(item[0], f"{kind}: {type(one).__name__}: {one}"))
         for (r, _), o in pairs:
+            WORKER_MESSAGES.labels(o.channel, o.outcome).inc()
             log.info("worker.message", channel=o.channel, external_id=o.external_id, outcome=o.outcome,
                      case_number=o.case_number, rule=o.rule, partition=r.partition, offset=r.offset)
         return [o for _, o in pairs]
@@ -200,6 +204,7 @@ class Worker:
                    ("failed-at", datetime.now(UTC).isoformat().encode())]
         await self.bus.publish(self.dead_letter_topic, r.key, r.value, headers=headers)
         self.dead_lettered += 1
+        WORKER_DEAD_LETTERED.inc()
         log.error("worker.dead_lettered", topic=r.topic, partition=r.partition, offset=r.offset,
                   error=d.error[:500])
         try:  # for the message trace; the dead-letter topic itself is what keeps the message

@@ -13,8 +13,10 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiosmtplib
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from config import Settings
@@ -108,6 +110,15 @@ class Pipeline:
         assert self.daemon.db is not None
         async with self.daemon.db.session() as s:
             return [tuple(r) for r in (await s.execute(select(*columns))).all()]
+
+    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """GET /metrics over HTTP: {(sample name, sorted labels): value}."""
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{self.daemon.http_port}/metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain"), r.status
+            text = await r.text()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
 
     async def wait_for(self, pred: Callable[[list[dict[str, Any]]], bool], timeout: float = 30) -> list[dict[str, Any]]:
         end = time.monotonic() + timeout

@@ -33,6 +33,7 @@ from ingest.bus import BusError
 from ingest.channels.imap_session import ImapAuthFailed, ImapSession, ImapTemporary
 from ingest.channels.imap_state import ImapState, MailboxStatus
 from ingest.mail_handoff import hand_off_mail
+from ingest.metrics import IMAP_AUTH_FAILURES, IMAP_CONNECTED, IMAP_FETCHED, IMAP_RECONNECTS
 from ingest.publisher import Publisher
 
 log = structlog.get_logger("casegate.imap")
@@ -58,6 +59,7 @@ class MailboxWatcher:
 
     async def _set(self, **changes: Any) -> None:
         self.status = replace(self.status, updated_at=time.time(), **changes)
+        IMAP_CONNECTED.labels(self.settings.name).set(1 if self.status.connected else 0)
         await self.state.save(self.status)
 
     async def _failed(self, state: str, error: Exception, **changes: Any) -> None:
@@ -84,12 +86,15 @@ class MailboxWatcher:
                 await self._serve(session)
             except ImapAuthFailed as e:
                 log.error("imap.login_refused", mailbox=s.name, auth=s.auth, error=str(e), retry_in=delay)
+                IMAP_AUTH_FAILURES.labels(s.name).inc()
                 await self._failed("auth_failed", e, auth_failures=self.status.auth_failures + 1)
             except ImapTemporary as e:
                 log.warning("imap.connection_failed", mailbox=s.name, error=str(e), retry_in=delay)
+                IMAP_RECONNECTS.labels(s.name).inc()
                 await self._failed("reconnecting", e, reconnects=self.status.reconnects + 1)
             except Exception as e:  # a bug or the state file failing: this mailbox retries, the others go on
                 log.exception("imap.watcher_failed", mailbox=s.name, retry_in=delay)
+                IMAP_RECONNECTS.labels(s.name).inc()
                 with contextlib.suppress(Exception):
                     await self._failed("reconnecting", e, reconnects=self.status.reconnects + 1)
             finally:
@@ -164,6 +169,7 @@ class MailboxWatcher:
             if uid in raws and uid not in handed:
                 break
             last = uid
+        IMAP_FETCHED.labels(self.settings.name).inc(len(handed))
         await self._set(last_uid=last, fetched=self.status.fetched + len(handed), **changes)
         return len(handed) == len(present)
 

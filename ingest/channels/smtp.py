@@ -21,6 +21,7 @@ from config import SmtpSettings
 from ingest.blobs import BlobStoreError
 from ingest.bus import BusError
 from ingest.mail_handoff import hand_off_mail
+from ingest.metrics import SMTP_REFUSED
 from ingest.publisher import Publisher
 
 log = structlog.get_logger("casegate.smtp")
@@ -53,6 +54,7 @@ class SmtpHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
                           mail_options: list[str]) -> str:
         if self.closing:
+            SMTP_REFUSED.labels("421").inc()
             return SHUTTING_DOWN
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -61,11 +63,14 @@ class SmtpHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
                           rcpt_options: list[str]) -> str:
         if self.closing:
+            SMTP_REFUSED.labels("421").inc()
             return SHUTTING_DOWN
         if address.lower() not in self.routing:
             log.info("smtp.rcpt_refused", channel="email", peer=str(session.peer))
+            SMTP_REFUSED.labels("550").inc()
             return REFUSED_RCPT
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            SMTP_REFUSED.labels("452").inc()
             return "452 4.5.3 Too many recipients"
         if address.lower() not in (r.lower() for r in envelope.rcpt_tos):
             envelope.rcpt_tos.append(address)
@@ -73,6 +78,7 @@ class SmtpHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
         if self.closing:
+            SMTP_REFUSED.labels("421").inc()
             return SHUTTING_DOWN
         self.in_flight += 1
         self._idle.clear()
@@ -90,6 +96,7 @@ class SmtpHandler:
                                       tuple(a.lower() for a in smtp_envelope.rcpt_tos))
         except (BusError, BlobStoreError) as e:  # not durable: the MTA keeps the mail and retries
             log.warning("smtp.tempfail", channel="email", reason=str(e), size=len(raw))
+            SMTP_REFUSED.labels("451").inc()
             return TEMPFAIL
         log.info("smtp.accepted", channel="email", external_id=env.external_id, envelope_id=env.id,
                  size=len(raw))

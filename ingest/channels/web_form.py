@@ -31,6 +31,7 @@ from config.channels import WebFormChannel
 from ingest.blobs import BlobStoreError
 from ingest.channels.webhook import ChannelContext, Rejected, e164, json_error, message_envelope, publish_all, webhook
 from ingest.envelope import Envelope, Sender
+from ingest.metrics import WEBHOOK_REJECTED
 
 log = structlog.get_logger("casegate.web_form")
 
@@ -281,6 +282,7 @@ def mount(app: web.Application, ctx: ChannelContext) -> None:
             raw_sha, _ = await ctx.publisher.claim(body)
         except BlobStoreError as e:
             log.warning("webhook.tempfail", channel="web_form", reason=str(e), messages=1)
+            WEBHOOK_REJECTED.labels("web_form", "503").inc()
             return json_error(503, "could not store the message durably; please retry")
         envelope = envelope.model_copy(update={"raw_sha256": raw_sha})
         return await publish_all(ctx, "web_form", [envelope], ok=answer(request, ch, fields, external_id))
@@ -291,6 +293,7 @@ def mount(app: web.Application, ctx: ChannelContext) -> None:
         wait = limiter.hit(client_key(request, ch.trusted_proxies))
         if wait:
             log.warning("webhook.rejected", channel="web_form", status=429, reason="rate limit", peer=request.remote)
+            WEBHOOK_REJECTED.labels("web_form", "429").inc()
             response = json_error(429, f"more than {ch.rate_limit_per_minute} submissions a minute; retry later")
             response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return response

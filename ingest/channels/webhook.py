@@ -27,6 +27,7 @@ from config import Settings
 from ingest.blobs import BlobStoreError
 from ingest.bus import BusError
 from ingest.envelope import Channel, Envelope, Sender
+from ingest.metrics import WEBHOOK_REJECTED
 from ingest.publisher import Publisher
 from store.database import Database
 
@@ -93,9 +94,11 @@ def webhook(channel: str, ctx: ChannelContext, handle: Handler) -> Route:
         except Rejected as e:
             log.warning("webhook.rejected", channel=channel, status=e.status, reason=e.error, field=e.field,
                         peer=request.remote)
+            WEBHOOK_REJECTED.labels(channel, str(e.status)).inc()
             return json_error(e.status, e.error, e.field)
         except OSError as e:  # e.g. a secret file missing mid-rotation: the provider should retry, not give up
             log.error("webhook.unavailable", channel=channel, error=f"{type(e).__name__}: {e.strerror or e}")
+            WEBHOOK_REJECTED.labels(channel, "503").inc()
             return json_error(503, "temporarily unable to verify requests; please retry")
 
     return run
@@ -227,6 +230,7 @@ async def publish_all(ctx: ChannelContext, channel: str, envelopes: Sequence[Env
             await ctx.publisher.publish(envelope)
     except (BusError, BlobStoreError) as e:
         log.warning("webhook.tempfail", channel=channel, reason=str(e), messages=len(envelopes))
+        WEBHOOK_REJECTED.labels(channel, "503").inc()
         return json_error(503, "could not store the message durably; please retry")
     for envelope in envelopes:
         log.info("webhook.accepted", channel=channel, external_id=envelope.external_id, envelope_id=envelope.id)

@@ -42,8 +42,13 @@ async def test_local_bus_failing_answers_451_and_stores_nothing_then_resend_make
         holder = sqlite3.connect(p.settings.bus_path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")  # another process holds the log's write lock: the bus cannot write
         raw, _ = mail("during the outage")
+        before = await p.metrics()
         code, text = await p.send(raw)
         assert (code, text[:5]) == (451, "4.3.0")
+        after = await p.metrics()
+        for name, labels in [("casegate_ingest_handoff_failures_total", (("stage", "bus"),)),
+                             ("casegate_smtp_refused_total", (("code", "451"),))]:
+            assert after[(name, labels)] - before.get((name, labels), 0) == 1, name
         holder.execute("ROLLBACK")
         holder.close()
         await asyncio.sleep(0.3)
@@ -110,7 +115,10 @@ async def test_blob_directory_unusable_answers_451(tmp_path: Path) -> None:
         shutil.rmtree(blobs, ignore_errors=True)
         blobs.write_text("not a directory")  # the blob store cannot write
         raw, _ = mail("no blob store")
+        key = ("casegate_ingest_handoff_failures_total", (("stage", "blobs"),))
+        before = (await p.metrics()).get(key, 0)
         assert (await p.send(raw))[0] == 451
+        assert (await p.metrics())[key] - before == 1
         blobs.unlink()
         assert (await p.send(raw))[0] == 250
         await p.wait_for(lambda cs: len(cs) == 1)

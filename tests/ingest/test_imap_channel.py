@@ -386,6 +386,11 @@ async def test_xoauth2_token_is_accepted_and_a_rejected_token_fails_fast_then_a_
         await until(lambda: b.status.auth_failures >= 1, timeout=9, what="rejected token reported")
         assert time.monotonic() - started < 9  # answered, not the 10 s login timeout (aioimaplib alone hangs)
         assert b.status.state == "auth_failed" and "401" in (b.status.last_error or ""), b.status.last_error
+        figures = await p.metrics()  # the metric an operator alerts on
+        assert figures[("casegate_imap_auth_failures_total", (("mailbox", "expired"),))] >= 1
+        assert figures[("casegate_imap_connected", (("mailbox", "expired"),))] == 0
+        assert figures[("casegate_imap_connected", (("mailbox", "oauth"),))] == 1
+        assert figures[("casegate_imap_fetched_total", (("mailbox", "oauth"),))] >= 1
         token_file.write_text(dv.issue_token(bad))  # the operator refreshes the token
         assert len(await p.wait_for(lambda cs: len(cs) == 2, timeout=30)) == 2
         assert b.status.connected
