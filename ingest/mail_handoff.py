@@ -5,6 +5,7 @@ raises BusError or BlobStoreError otherwise (the channel then leaves the mail wi
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 from ingest.envelope import AttachmentRef, Envelope, Sender
 from ingest.mail_noise import Noise, classify
@@ -13,6 +14,14 @@ from ingest.publisher import Publisher
 
 PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed in a worker thread so the event loop keeps serving."""
+LARGE_PARSES_AT_ONCE = 1
+"""Parsing takes about twice a message's size on top of it (measured: +96 MB for a 34 MB message) and
+holds the GIL, so parsing two at once is no faster than one after the other. Large messages are parsed
+one at a time per process; the others wait their turn (an MTA waits minutes for the reply to DATA).
+That bounds the parser's memory however many large messages arrive together (tests/bench/mime_parse.py
+measures it)."""
+_large_parse_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
 MAX_BODY_CHARS = 131072  # EmailMessage.TextBody / HtmlBody in Salesforce
 
 
@@ -47,7 +56,7 @@ async def hand_off_mail(publisher: Publisher, raw: bytes, mail_from: str | None,
     """Parse, classify, claim the blobs, publish; the published envelope. `mail_from` is the SMTP
     envelope sender ("" for the null sender `<>`), None when the channel has none (IMAP).
     Raises BusError / BlobStoreError."""
-    parsed = await asyncio.to_thread(parse_mail, raw) if len(raw) > PARSE_IN_THREAD else parse_mail(raw)
+    parsed = await parse_in_turn(raw) if len(raw) > PARSE_IN_THREAD else parse_mail(raw)
     noise = classify(parsed, raw, mail_from)
     raw_sha, attachments = await publisher.claim(raw, parsed.parts)
     envelope = mail_to_envelope(raw_sha, mail_from or "", recipients, attachments, parsed,
@@ -56,6 +65,16 @@ async def hand_off_mail(publisher: Publisher, raw: bytes, mail_from: str | None,
         envelope = envelope.model_copy(update={"auto": noise.kind})
     await publisher.publish(envelope)
     return envelope
+
+
+async def parse_in_turn(raw: bytes) -> ParsedMail:
+    """parse_mail in a worker thread, at most LARGE_PARSES_AT_ONCE at a time on this event loop."""
+    loop = asyncio.get_running_loop()
+    slots = _large_parse_slots.get(loop)
+    if slots is None:
+        slots = _large_parse_slots[loop] = asyncio.Semaphore(LARGE_PARSES_AT_ONCE)
+    async with slots:
+        return await asyncio.to_thread(parse_mail, raw)
 
 
 def _noise_meta(noise: Noise | None) -> dict[str, str]:

@@ -11,6 +11,7 @@ RSS is its own) and prints the child's peak RSS before and after parsing, agains
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import os
 import resource
@@ -23,6 +24,7 @@ from contextlib import suppress
 from email.message import EmailMessage
 from pathlib import Path
 
+from ingest.mail_handoff import LARGE_PARSES_AT_ONCE, parse_in_turn
 from ingest.mime import parse_mail
 
 CPYTHON_DATA = Path("/usr/lib/python3.11/test/test_email/data")
@@ -100,26 +102,62 @@ def peak_rss_child(path: str) -> None:
     print(f"{start_rss:.1f} {len(raw) / 2**20:.1f} {before:.1f} {after:.1f} {elapsed:.3f} {data}")
 
 
-def peak_rss(size_mb: int) -> None:
+def together_child(path: str, n: int, in_turn: bool) -> None:
+    """In the child: read the message once, then hand it to N parses at once, either through the hand-off's
+    parse_in_turn (LARGE_PARSES_AT_ONCE at a time) or each straight in a thread; print peak RSS before/after."""
+    with suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    raw = Path(path).read_bytes()
+    before = peak_rss_mb()
+
+    async def one() -> None:  # the result is dropped, as the hand-off drops it once the blobs are stored
+        await (parse_in_turn(raw) if in_turn else asyncio.to_thread(parse_mail, raw))
+
+    async def run() -> None:
+        await asyncio.gather(*(one() for _ in range(n)))
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    print(f"{before:.1f} {peak_rss_mb():.1f} {time.perf_counter() - start:.3f}")
+
+
+def peak_rss_together(path: str, size: float, n: int) -> None:
+    for in_turn, label in [(False, "all at once"), (True, f"in turn ({LARGE_PARSES_AT_ONCE} at a time)")]:
+        out = subprocess.run([sys.executable, "-m", "tests.bench.mime_parse", "--child", path, "--together",
+                              str(n), *(["--in-turn"] if in_turn else [])],
+                             check=True, capture_output=True, text=True).stdout.split()
+        before, after, elapsed = (float(v) for v in out[:3])
+        print(f"{n} parses of it together, {label}: peak RSS +{after - before:.0f} MB over the message "
+              f"({(after - before) / size:.1f}x its size); {elapsed:.2f} s")
+
+
+def peak_rss(size_mb: int, together: int) -> None:
     with tempfile.NamedTemporaryFile(suffix=".eml") as f:
         f.write(big_message(size_mb))
         f.flush()
         out = subprocess.run([sys.executable, "-m", "tests.bench.mime_parse", "--child", f.name],
                              check=True, capture_output=True, text=True).stdout.split()
-    start, size, before, after, elapsed = (float(v) for v in out[:5])
-    data = int(out[5])
-    print(f"{size_mb} MB attachment: message {size:.1f} MB; peak RSS {start:.0f} MB at start, {before:.0f} MB "
-          f"after reading it, "
-          f"{after:.0f} MB after parsing (+{after - before:.0f} MB = {(after - before) / size:.1f}x the message); "
-          f"parse {elapsed:.2f} s; attachment bytes {data / 2**20:.1f} MB")
+        start, size, before, after, elapsed = (float(v) for v in out[:5])
+        data = int(out[5])
+        print(f"{size_mb} MB attachment: message {size:.1f} MB; peak RSS {start:.0f} MB at start, {before:.0f} MB "
+              f"after reading it, {after:.0f} MB after parsing (+{after - before:.0f} MB = "
+              f"{(after - before) / size:.1f}x the message); parse {elapsed:.2f} s; attachment bytes "
+              f"{data / 2**20:.1f} MB")
+        if together > 1:
+            peak_rss_together(f.name, size, together)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=2.0, help="time per rate measurement")
     ap.add_argument("--size-mb", type=int, default=25, help="attachment size of the big message")
+    ap.add_argument("--together", type=int, default=4, help="big messages parsed at once (default 4)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--in-turn", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child and "--together" in sys.argv:
+        together_child(args.child, args.together, args.in_turn)
+        return
     if args.child:
         peak_rss_child(args.child)
         return
@@ -127,7 +165,7 @@ def main() -> None:
     rate("collected tests/data/mail", corpus(COLLECTED), args.seconds)
     rate("small plain-text mail", [small_plain()], args.seconds)
     rate("small HTML-only mail", [small_html()], args.seconds)
-    peak_rss(args.size_mb)
+    peak_rss(args.size_mb, args.together)
 
 
 if __name__ == "__main__":

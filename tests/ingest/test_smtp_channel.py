@@ -3,6 +3,7 @@ and the HTTP readiness that tells an orchestrator when the daemon can take traff
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import ssl
 from pathlib import Path
@@ -14,6 +15,7 @@ import trustme
 from aiosmtpd.smtp import SMTP
 
 from ingest.channels.smtp import CasegateSMTP
+from ingest.mail_handoff import PARSE_IN_THREAD
 from tests.pipeline import mail, settings_for, start_pipeline
 
 
@@ -98,3 +100,19 @@ def test_the_address_fast_path_reads_what_aiosmtpd_reads(arg: str) -> None:
     for session in (ours, theirs):
         session.local_part_limit = 64
     assert ours._getaddr(arg) == theirs._getaddr(arg)
+
+
+async def test_large_mails_arriving_together_are_parsed_in_turn_and_all_become_cases(tmp_path: Path) -> None:
+    # above PARSE_IN_THREAD each mail is parsed in a thread, LARGE_PARSES_AT_ONCE at a time: the rest wait
+    # their turn and are acknowledged after it, none is refused or lost
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path))
+    try:
+        big = "x" * (PARSE_IN_THREAD + 1024)
+        raws = [mail(f"large {i}", body=big)[0] for i in range(4)]
+        assert all(len(raw) > PARSE_IN_THREAD for raw in raws)
+        replies = await asyncio.gather(*(p.send(raw, sender=f"sender{i}@example.org") for i, raw in enumerate(raws)))
+        assert [code for code, _ in replies] == [250] * 4
+        cases = await p.wait_for(lambda cs: len(cs) == 4)
+        assert sorted(c["Subject"] for c in cases) == [f"large {i}" for i in range(4)]
+    finally:
+        await p.daemon.stop()
