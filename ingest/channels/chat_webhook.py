@@ -47,11 +47,11 @@ from config.sections import read_secret
 from ingest.channels.webhook import (
     ChannelContext,
     Rejected,
-    check_hmac_sha256,
-    check_timestamp,
+    check_signed_at,
     e164,
     message_envelope,
     one_or_many,
+    optional,
     publish_all,
     require,
     webhook,
@@ -65,23 +65,17 @@ MAX_ID = 255
 
 
 def authenticate(request: web.Request, body: bytes, section: ChatChannel, now: float) -> None:
-    stamp = request.headers.get(TIMESTAMP)
-    signature = request.headers.get(SIGNATURE)
-    if not stamp:
-        raise Rejected(401, f"{TIMESTAMP} missing")
-    if not signature:
-        raise Rejected(401, f"{SIGNATURE} missing")
-    check_timestamp(stamp, section.replay_window_seconds, now, TIMESTAMP)
-    check_hmac_sha256(read_secret(section.secret, section.secret_file), stamp.strip().encode() + b"." + body,
-                      signature, prefix="sha256=")
+    check_signed_at(request, body, lambda: read_secret(section.secret, section.secret_file),
+                    window=section.replay_window_seconds, now=now, timestamp_header=TIMESTAMP,
+                    signature_header=SIGNATURE, prefix="sha256=")
 
 
 def _text(obj: Mapping[str, Any], name: str, where: str, limit: int | None = None) -> str | None:
     """An optional string field (None when absent or empty); 400 when it is not a string or too long."""
-    value = obj.get(name)
-    if value is None or value == "":
+    value: str | None = optional(obj, name, str, where)
+    if not value:
         return None
-    if not isinstance(value, str) or (limit is not None and len(value) > limit):
+    if limit is not None and len(value) > limit:
         raise Rejected(400, f"invalid field {where}{name}", f"{where}{name}")
     return value
 

@@ -44,12 +44,12 @@ from ingest.channels.webhook import (
     ChannelContext,
     Rejected,
     bearer_of,
-    check_hmac_sha256,
-    check_timestamp,
+    check_signed_at,
     e164,
     json_error,
     message_envelope,
     one_or_many,
+    optional,
     publish_all,
     require,
     same_secret,
@@ -77,23 +77,9 @@ def authenticate(request: web.Request, body: bytes, section: CtiChannel, now: fl
         if not same_secret(bearer, token):
             raise Rejected(403, "bearer token does not match")
         return
-    stamp = request.headers.get("X-CTI-Timestamp")
-    if not stamp:
-        raise Rejected(401, "X-CTI-Timestamp missing")
-    if not signature:
-        raise Rejected(401, "X-CTI-Signature missing")
-    check_timestamp(stamp, section.replay_window_seconds, now, "X-CTI-Timestamp")
-    secret = read_secret(section.secret, section.secret_file)
-    check_hmac_sha256(secret, stamp.strip().encode() + b"." + body, signature, prefix="v1=")
-
-
-def _optional(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise Rejected(400, f"invalid field {where}{name}", f"{where}{name}")
-    return value
+    check_signed_at(request, body, lambda: read_secret(section.secret, section.secret_file),
+                    window=section.replay_window_seconds, now=now, timestamp_header="X-CTI-Timestamp",
+                    signature_header="X-CTI-Signature", prefix="v1=")
 
 
 def _instant(raw: str, field: str) -> datetime:
@@ -107,7 +93,7 @@ def _instant(raw: str, field: str) -> datetime:
 
 
 def _time(obj: Mapping[str, Any], name: str, where: str, needed: bool = False) -> datetime | None:
-    raw = require(obj, name, str, where) if needed else _optional(obj, name, str, where)
+    raw = require(obj, name, str, where) if needed else optional(obj, name, str, where)
     return None if raw is None else _instant(raw, f"{where}{name}")
 
 
@@ -186,13 +172,13 @@ def call_envelope(event: Mapping[str, Any], where: str, section: CtiChannel) -> 
     if kind not in EVENT_TYPES:
         raise Rejected(400, f"{where}event_type must be one of {', '.join(EVENT_TYPES)}", f"{where}event_type")
     occurred = _instant(require(event, "occurred_at", str, where), f"{where}occurred_at")
-    _optional(event, "source", dict, where)
+    optional(event, "source", dict, where)
     call = require(event, "call", dict, where)
     at = f"{where}call."
     call_id = require(call, "id", str, at)
     if len(call_id) > MAX_ID:
         raise Rejected(400, f"{at}id is over {MAX_ID} characters", f"{at}id")
-    direction = (_optional(call, "direction", str, at) or "inbound").lower()
+    direction = (optional(call, "direction", str, at) or "inbound").lower()
     if direction not in ("inbound", "outbound"):
         raise Rejected(400, f"{at}direction must be inbound or outbound", f"{at}direction")
     them, us = ("ani", "dnis") if direction == "inbound" else ("dnis", "ani")
@@ -200,17 +186,17 @@ def call_envelope(event: Mapping[str, Any], where: str, section: CtiChannel) -> 
     customer = e164(require(call, them, str, at), region)
     if customer is None:
         raise Rejected(400, f"{at}{them} is not a phone number", f"{at}{them}")
-    ours_raw = _optional(call, us, str, at)
+    ours_raw = optional(call, us, str, at)
     ours = e164(ours_raw, region) or ours_raw
     for name in ("root_id", "caller_name", "disposition", "wrapup_code", "notes"):
-        _optional(call, name, str, at)
-    queue = _optional(call, "queue", dict, at) or {}
-    agent = _optional(call, "agent", dict, at) or {}
-    recording = _optional(call, "recording", dict, at) or {}
+        optional(call, name, str, at)
+    queue = optional(call, "queue", dict, at) or {}
+    agent = optional(call, "agent", dict, at) or {}
+    recording = optional(call, "recording", dict, at) or {}
     for name in ("wait_seconds", "talk_seconds", "hold_seconds"):
-        if (_optional(call, name, (int, float), at) or 0) < 0:
+        if (optional(call, name, (int, float), at) or 0) < 0:
             raise Rejected(400, f"invalid field {at}{name}", f"{at}{name}")
-    _optional(call, "attributes", dict, at)
+    optional(call, "attributes", dict, at)
     started = _time(call, "started_at", at, needed=kind == "call.ended")
     _time(call, "answered_at", at)
     ended = _time(call, "ended_at", at, needed=kind == "call.ended")

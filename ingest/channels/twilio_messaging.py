@@ -24,6 +24,7 @@ from config.channels import TwilioChannel
 from config.sections import read_secret
 from ingest.channels import twilio_voice
 from ingest.channels.media_fetch import HttpMediaFetcher, MediaFetcher, MediaItem, store_media
+from ingest.channels.twilio_common import Params, first, twiml
 from ingest.channels.webhook import (
     ChannelContext,
     Handler,
@@ -40,10 +41,8 @@ log = structlog.get_logger("casegate.twilio")
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MAX_MEDIA = 10
 """Twilio sends at most 10 media items per message."""
-Params = dict[str, list[str]]
 Digest = Callable[[], "hashlib._Hash"]
 
 DETAILS = {"AccountSid": "account_sid", "MessagingServiceSid": "messaging_service_sid", "To": "to",
@@ -161,15 +160,6 @@ async def verified_params(ctx: ChannelContext, request: web.Request, body: bytes
     if section.account_sid and first(params, "AccountSid") != section.account_sid:
         raise Rejected(403, "request for another AccountSid")
     return params
-
-
-def first(params: Params, name: str) -> str | None:
-    values = params.get(name)
-    return values[0] if values else None
-
-
-def twiml(body: str = EMPTY_TWIML) -> web.Response:
-    return web.Response(text=body, content_type="text/xml")
 
 
 # -- messages -------------------------------------------------------------------------------------

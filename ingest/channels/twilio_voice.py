@@ -17,14 +17,13 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from ingest.channels.twilio_common import Params, first, twiml
 from ingest.channels.webhook import ChannelContext, Handler, Rejected, e164, message_envelope, publish_all, webhook
 from ingest.envelope import Envelope, Sender
 
 log = structlog.get_logger("casegate.twilio")
 
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-Params = dict[str, list[str]]
 Verifier = Callable[[ChannelContext, web.Request, bytes], Awaitable[Params]]
 """Proves Twilio signed the request and returns its parameters (raises Rejected otherwise)."""
 
@@ -34,15 +33,6 @@ DETAILS = {"CallSid": "call_sid", "Direction": "direction", "From": "from", "To"
            "AnsweredBy": "answered_by", "Timestamp": "timestamp", "ParentCallSid": "parent_call_sid",
            "ForwardedFrom": "forwarded_from", "AccountSid": "account_sid"}
 """Twilio fields kept in the call entry's details (when present and not empty)."""
-
-
-def first(params: Params, name: str) -> str | None:
-    values = params.get(name)
-    return values[0] if values else None
-
-
-def twiml(body: str = "") -> web.Response:
-    return web.Response(text=body or EMPTY_TWIML, content_type="text/xml")
 
 
 def call_envelope(p: Params) -> Envelope:

@@ -135,6 +135,21 @@ def check_timestamp(given: str | None, window: int, now: float, header: str) -> 
         raise Rejected(403, f"{header} is outside the replay window of {window} s")
 
 
+def check_signed_at(request: web.Request, body: bytes, secret: Callable[[], str], *, window: int, now: float,
+                    timestamp_header: str, signature_header: str, prefix: str) -> None:
+    """The scheme of our own documented webhooks (chat, CTI): `signature_header` is `prefix` +
+    hex(HMAC-SHA256(secret, timestamp + "." + body)) and `timestamp_header` is within `window` s of now.
+    401 when either header is missing, 403 when stale or wrong. `secret` is read only once both are there."""
+    stamp = request.headers.get(timestamp_header)
+    signature = request.headers.get(signature_header)
+    if not stamp:
+        raise Rejected(401, f"{timestamp_header} missing")
+    if not signature:
+        raise Rejected(401, f"{signature_header} missing")
+    check_timestamp(stamp, window, now, timestamp_header)
+    check_hmac_sha256(secret(), stamp.strip().encode() + b"." + body, signature, prefix=prefix)
+
+
 def bearer_of(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, else None."""
     scheme, _, token = (authorization or "").strip().partition(" ")
@@ -170,6 +185,17 @@ def require(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = s
     value = obj.get(name) if isinstance(obj, Mapping) else None
     if value is None or (kind is str and value == "") or not isinstance(value, kind):
         raise Rejected(400, f"missing or invalid field {where}{name}", f"{where}{name}")
+    return value
+
+
+def optional(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    """obj[name], None when absent; Rejected 400 naming the field when it is not of `kind` (a bool is
+    never taken for a number)."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise Rejected(400, f"invalid field {where}{name}", f"{where}{name}")
     return value
 
 
