@@ -33,8 +33,6 @@ class OutboxSender:
     def __init__(self, db: Database, settings: OutboundSettings):
         self.db = db
         self.settings = settings
-        self.sent = 0
-        self.failed = 0
 
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.timeout * 2 + 5)
@@ -68,7 +66,6 @@ class OutboxSender:
         except Exception as e:  # sent but not recorded: after the lease it may go out twice, never zero times
             log.error("outbox.mark_sent_failed", mail_id=mail.id, error=str(e))
             return
-        self.sent += 1
         OUTBOUND_MAIL.labels("sent").inc()
         log.info("outbox.sent", kind=mail.kind, case_id=mail.case_id, to=mail.to_address, message_id=mail.message_id)
 
@@ -81,7 +78,6 @@ class OutboxSender:
             await mark_retry(self.db, mail.id, error, nxt)
         OUTBOUND_MAIL.labels("failed" if give_up else "retry").inc()
         if give_up:
-            self.failed += 1
             log.error("outbox.failed", kind=mail.kind, case_id=mail.case_id, to=mail.to_address,
                       attempts=mail.attempts, error=error)
         else:

@@ -42,9 +42,8 @@ def thread_keys(m: InboundMessage) -> list[str]:
 class CaseMatcher:
     """Finds the case of each message of a batch, knowing the cases earlier messages were put on."""
 
-    def __init__(self, secret: bytes, refs: dict[str, str], states: dict[str, CaseState],
-                 tokens: dict[int, str], ours: dict[str, tuple[str, str]] | None = None):
-        self._secret = secret
+    def __init__(self, refs: dict[str, str], states: dict[str, CaseState], tokens: dict[int, str],
+                 ours: dict[str, tuple[str, str]] | None = None):
         self._refs = refs
         self._states = states
         self._tokens = tokens
@@ -64,7 +63,7 @@ class CaseMatcher:
         states = lookups.case_states(s, wanted) if wanted else {}
         bounced = {k for m in messages for k in m.bounced_message_ids}
         ours = lookups.outgoing_emails(s, bounced) if bounced else {}
-        return cls(secret, refs, states, {id(messages[i]): c for i, c in tokens.items()}, ours)
+        return cls(refs, states, {id(messages[i]): c for i, c in tokens.items()}, ours)
 
     def match(self, m: InboundMessage) -> tuple[CaseState, str] | None:
         """The case this message belongs to and the rule that said so, or None for a new case."""
