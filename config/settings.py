@@ -125,6 +125,8 @@ class HttpSettings(Section):
     it, so it must be exact. Empty = http://<host>:<port>."""
     max_body_size: int = Field(default=1048576, ge=1024)
     """Bytes; larger webhook and form requests get 413."""
+    body_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request's whole body may take to arrive; a client trickling it slower gets 408."""
 
 
 class AssignmentEntry(Section):

@@ -7,11 +7,12 @@ fails loudly (and goes to the dead-letter topic) instead of being half-understoo
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA = 1
 Channel = Literal["email", "web", "sms", "whatsapp", "messenger", "instagram", "telegram", "x", "phone", "chat", "api"]
@@ -25,8 +26,29 @@ class UnknownSchema(EnvelopeError):
     pass
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: Any) -> Any:
+    """`value` with every string made valid Unicode: a lone surrogate (from a JSON `\\ud800` escape, a
+    UTF-7 mail, a `surrogateescape` decode) becomes U+FFFD, in dicts, lists and tuples too. Such a string
+    cannot be written as UTF-8, so it would fail the hand-off of a message that is otherwise fine."""
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [valid_text(v) for v in value]
+    return value
+
+
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        return valid_text(data)
 
 
 class Sender(_Value):

@@ -130,7 +130,7 @@ def _whatsapp_message(msg: Any, contacts: list[Mapping[str, Any]], recipient: st
     contact = next((c for c in contacts if c.get("wa_id") == sender or c.get("user_id") == sender),
                    contacts[0] if len(contacts) == 1 else {})
     profile = _obj(contact, "profile")
-    phone = e164(sender) if sender.isdigit() else None
+    phone = e164(sender) if sender.isascii() and sender.isdigit() else None
     handle = contact.get("user_id") or (None if phone else sender)
     text, entry_type, media, details = _render(kind, msg, where)
     details |= {"type": kind, **({"phone_number_id": number_id} if number_id else {})}

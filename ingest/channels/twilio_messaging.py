@@ -165,8 +165,8 @@ async def verified_params(ctx: ChannelContext, request: web.Request, body: bytes
 # -- messages -------------------------------------------------------------------------------------
 def media_items(p: Params) -> list[MediaItem]:
     raw = first(p, "NumMedia") or "0"
-    if not raw.isdigit():
-        raise Rejected(400, "NumMedia is not a number", "NumMedia")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4):  # "²" and "٣" are digits to str.isdigit
+        raise Rejected(400, "NumMedia is not a number of 0 to 4 ASCII digits", "NumMedia")
     items = []
     for i in range(min(int(raw), MAX_MEDIA)):
         if url := first(p, f"MediaUrl{i}"):

@@ -9,17 +9,22 @@ settings and the public base URL providers sign against.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
 import hmac
+import itertools
 import json
+import operator
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import phonenumbers
+import pydantic
 import structlog
 from aiohttp import web
 
@@ -32,6 +37,10 @@ from ingest.publisher import Publisher
 from store.database import Database
 
 log = structlog.get_logger("casegate.webhook")
+M = TypeVar("M", bound=pydantic.BaseModel)
+MAX_JSON_DEPTH = 64
+"""Provider payloads nest a handful of levels; anything deeper is refused before it is parsed (json's
+recursive decoder, and whatever walks the result, would otherwise meet Python's recursion limit)."""
 
 
 class Rejected(Exception):
@@ -67,15 +76,20 @@ class ChannelContext:
         return self.public_base_url + request.raw_path
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, refused with 413 beyond `limit` bytes (checked as it streams in, not only by header)."""
+async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The raw body, refused with 413 beyond `limit` bytes (checked as it streams in, not only by header)
+    and with 408 when it has not all arrived within `timeout` seconds (a client trickling its body)."""
     if request.content_length is not None and request.content_length > limit:
         raise Rejected(413, f"request body over {limit} bytes")
     body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
-            raise Rejected(413, f"request body over {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(65536):
+                body += chunk
+                if len(body) > limit:
+                    raise Rejected(413, f"request body over {limit} bytes")
+    except TimeoutError:
+        raise Rejected(408, f"request body not received within {timeout:g} s") from None
     return bytes(body)
 
 
@@ -88,12 +102,13 @@ def webhook(channel: str, ctx: ChannelContext, handle: Handler) -> Route:
     into its JSON error (logged, without the body or secrets)."""
 
     async def run(request: web.Request) -> web.StreamResponse:
+        http = ctx.settings.http
         try:
-            body = await read_body(request, ctx.settings.http.max_body_size)
+            body = await read_body(request, http.max_body_size, http.body_timeout)
             return await handle(request, body)
-        except Rejected as e:
-            log.warning("webhook.rejected", channel=channel, status=e.status, reason=e.error, field=e.field,
-                        peer=request.remote)
+        except Rejected as e:  # the client's doing: info, not an error of ours
+            log.info("webhook.rejected", channel=channel, status=e.status, reason=e.error, field=e.field,
+                     peer=request.remote)
             WEBHOOK_REJECTED.labels(channel, str(e.status)).inc()
             return json_error(e.status, e.error, e.field)
         except OSError as e:  # e.g. a secret file missing mid-rotation: the provider should retry, not give up
@@ -156,11 +171,45 @@ def bearer_of(authorization: str | None) -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def parse_json(body: bytes) -> Any:
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest, counted without parsing it (strings are
+    skipped first, so brackets inside them do not count). Linear, and the loops run in C."""
+    marks = _JSON_STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS)  # 2 opens, 0 closes
+    # depth after the i-th bracket = sum(mark - 1) = (running sum of marks) - i
+    return max(map(operator.sub, itertools.accumulate(marks), itertools.count(1)), default=0)
+
+
+def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON value of `body`; Rejected 400 when it is not JSON or nests deeper than `max_depth`."""
+    if json_depth(body) > max_depth:
+        raise Rejected(400, f"body nests deeper than {max_depth} levels")
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise Rejected(400, f"body is not JSON: {e}") from None
+
+
+def field_path(loc: Sequence[int | str], where: str = "") -> str:
+    """A pydantic error location as the field path the provider's documentation uses: `a.b[0].c`."""
+    path = where
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path and not path.endswith(".") else part)
+    return path
+
+
+def validated(model: type[M], payload: Any, where: str = "") -> M:
+    """`payload` as `model`; Rejected 400 naming the first field that does not fit."""
+    try:
+        return model.model_validate(payload)
+    except pydantic.ValidationError as e:
+        error = e.errors(include_url=False, include_input=False)[0]
+        field = field_path(error["loc"], where) or None
+        raise Rejected(400, f"invalid field {field}: {error['msg']}" if field else error["msg"], field) from None
 
 
 def one_or_many(body: bytes, key: str, limit: int) -> list[tuple[dict[str, Any], str]]:
@@ -183,7 +232,8 @@ def one_or_many(body: bytes, key: str, limit: int) -> list[tuple[dict[str, Any],
 def require(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str, where: str = "") -> Any:
     """obj[name] when present and of `kind`, else Rejected 400 naming the field."""
     value = obj.get(name) if isinstance(obj, Mapping) else None
-    if value is None or (kind is str and value == "") or not isinstance(value, kind):
+    if (value is None or (kind is str and value == "") or not isinstance(value, kind)
+            or (isinstance(value, bool) and kind is not bool)):
         raise Rejected(400, f"missing or invalid field {where}{name}", f"{where}{name}")
     return value
 
@@ -211,7 +261,7 @@ def _e164(raw: str, default_region: str | None) -> str | None:
     again and again, on every channel."""
     value = raw.split(":", 1)[1] if raw.lower().startswith(("whatsapp:", "tel:", "sms:")) else raw
     value = value.strip()
-    if value.isdigit() and default_region is None:
+    if value.isascii() and value.isdigit() and default_region is None:
         value = "+" + value
     try:
         number = phonenumbers.parse(value, default_region)
