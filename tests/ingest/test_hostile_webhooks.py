@@ -5,6 +5,8 @@ checks that the answer is only ever 2xx or 4xx, with nothing published for a 4xx
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -286,3 +288,32 @@ async def test_what_the_fuzz_gets_accepted_becomes_cases_not_dead_letters(whole:
     assert accepted, "the fuzz should also produce payloads that are accepted"
     await whole.wait_idle()
     assert await list_dead_letters(whole.settings) == []
+
+
+async def test_a_body_trickling_in_slower_than_the_body_timeout_gets_408_and_nothing_is_published(
+        tmp_path: Path) -> None:
+    settings = settings_for("local-sqlite", tmp_path, channels=all_channels(), http={"body_timeout": 1.0})
+    p = await start_pipeline(settings, role="ingest")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", p.daemon.http_port)
+        writer.write(b"POST /hooks/chat HTTP/1.1\r\nHost: casegate\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{")
+        await writer.drain()
+        trickle = asyncio.create_task(_trickle(writer))  # a byte every 0.3 s: never done within 1 s
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        finally:
+            trickle.cancel()
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert published(p) == 0
+    finally:
+        await p.daemon.stop()
+
+
+async def _trickle(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while True:
+            await asyncio.sleep(0.3)
+            writer.write(b" ")
+            await writer.drain()
