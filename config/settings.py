@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.channels import ChannelsSettings
@@ -103,6 +103,16 @@ class SmtpSettings(Section):
     reuse_port: bool = False
     """Let several `--role ingest` processes listen on the same port (Linux SO_REUSEPORT): the
     kernel spreads connections over them, so SMTP ingestion uses more than one core."""
+    max_connections: PositiveInt | Literal["auto"] = "auto"
+    """SMTP sessions open at once in this process; one more gets `421 4.7.0` and is closed. "auto" sizes
+    it from the open-file limit (see ingest/descriptor_budget.py); a number must fit in that limit."""
+    max_connections_per_ip: int = Field(default=50, ge=0)
+    """SMTP sessions open at once from one client address (IPv6: one /64); one more gets `421 4.7.0`.
+    0 = no per-address cap. Your MTA relaying to casegate is one address: keep this above its
+    concurrency to this destination (Postfix: 20 by default)."""
+    postmaster: str = ""
+    """The routing address that mail to `postmaster` (RFC 5321 §4.5.1: bare, or at the domain of any
+    routing address) is delivered to. Empty = the first [[routing]] address."""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SmtpSettings:
@@ -127,6 +137,30 @@ class HttpSettings(Section):
     """Bytes; larger webhook and form requests get 413."""
     body_timeout: float = Field(default=30.0, gt=0)
     """Seconds a request's whole body may take to arrive; a client trickling it slower gets 408."""
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's complete headers, counted from connecting (or, on a
+    kept-alive connection, from the first byte of the next request); then the connection is closed."""
+    keepalive_timeout: float = Field(default=75.0, gt=0)
+    """Seconds an idle kept-alive connection stays open between two requests (above a reverse proxy's
+    upstream keep-alive, nginx: 60 s, so the proxy closes first)."""
+    max_connections: PositiveInt | Literal["auto"] = "auto"
+    """HTTP connections open at once in this process; one more gets 503 and is closed. "auto" sizes it
+    from the open-file limit (see ingest/descriptor_budget.py); a number must fit in that limit."""
+    max_connections_per_ip: int = Field(default=128, ge=0)
+    """HTTP connections open at once from one client address (IPv6: one /64); one more gets 503.
+    0 = no per-address cap. Behind a reverse proxy every connection comes from the proxy: raise it
+    above the proxy's upstream concurrency, or set 0."""
+
+
+class AdminSettings(Section):
+    enabled: bool = True
+    """The admin listener: `/healthz`, `/readyz` and `/metrics`, kept off the public webhook port."""
+    host: str = "127.0.0.1"
+    """Loopback by default: expose it only to your monitoring (Prometheus, the orchestrator's probes)."""
+    port: int = Field(default=9525, ge=0, le=65535)
+    """Each process needs its own (two roles on one host: set CASEGATE_ADMIN__PORT per unit)."""
+    max_connections: PositiveInt = 32
+    """Admin connections open at once; one more gets 503."""
 
 
 class AssignmentEntry(Section):
@@ -192,6 +226,7 @@ class Settings(BaseSettings):
     blobs: BlobSettings = BlobSettings()
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
+    admin: AdminSettings = AdminSettings()
     routing: list[RoutingAddress] = [RoutingAddress(address="support@localhost")]
     rules: RulesSettings = RulesSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -227,6 +262,21 @@ class Settings(BaseSettings):
         if dupes:
             raise ValueError(f"routing address listed twice: {', '.join(dupes)}")
         return v
+
+    @model_validator(mode="after")
+    def _postmaster_routes(self) -> Settings:
+        postmaster = self.smtp.postmaster
+        if postmaster and postmaster.lower() not in (known := [r.address for r in self.routing]):
+            raise ValueError(f"smtp.postmaster {postmaster!r} is not a [[routing]] address; add it there or use "
+                             f"one of: {', '.join(known)}")
+        return self
+
+    @property
+    def postmaster_address(self) -> str | None:
+        """Where mail to `postmaster` goes: smtp.postmaster, else the first routing address (None: no routing)."""
+        if self.smtp.postmaster:
+            return self.smtp.postmaster.lower()
+        return self.routing[0].address if self.routing else None
 
     @classmethod
     def settings_customise_sources(

@@ -3,6 +3,10 @@ loop, and stops them in order on SIGTERM — stop accepting (421), finish the ha
 let the worker finish and commit its batch, close the bus and the store, exit 0.
 
 Roles: `ingest` (channels → bus), `worker` (bus → case store); `all` runs both (the embedded default).
+Listeners: SMTP (ingest role), the public HTTP port (webhooks, `/healthz`) and the admin port
+(`/healthz`, `/readyz`, `/metrics`; started last, so a ready answer means every listener is up). Each
+has a cap on open connections fitted into the open-file limit at start (ingest/descriptor_budget.py),
+and accept() failures are logged once per interval (ingest/accept_errors.py).
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import structlog
-from aiohttp import web
 
 from config import Settings
+from ingest.accept_errors import AcceptErrorLog
 from ingest.blobs import BlobStore
 from ingest.bus import Bus, open_bus
 from ingest.channels.imap import ImapChannel
@@ -25,7 +29,10 @@ from ingest.channels.imap_state import state_path
 from ingest.channels.registry import mount_channels
 from ingest.channels.smtp import SmtpHandler, start_smtp
 from ingest.channels.webhook import ChannelContext
-from ingest.health import Check, health_app
+from ingest.connection_guard import ConnectionGuard, http_refusal, smtp_refusal
+from ingest.descriptor_budget import ConnectionCaps, DescriptorBudgetError, plan_caps, raise_descriptor_limit
+from ingest.health import Check, admin_app, public_app
+from ingest.http_listener import HttpListener, count_responses
 from ingest.outbox_sender import OutboxSender
 from ingest.publisher import Publisher
 from ingest.worker import Worker
@@ -108,7 +115,12 @@ class Daemon:
         self.smtp: SmtpHandler | None = None
         self.imap: ImapChannel | None = None
         self._smtp_server: asyncio.Server | None = None
-        self._http: web.AppRunner | None = None
+        self.guards: dict[str, ConnectionGuard] = {}
+        """The connection caps of each running listener (smtp, http, admin) and what they hold."""
+        self._http: HttpListener | None = None
+        self._admin: HttpListener | None = None
+        self.accept_errors = AcceptErrorLog()
+        self.caps = ConnectionCaps(limit=0)
         self._worker_task: asyncio.Task[None] | None = None
         self.outbox: OutboxSender | None = None
         self._outbox_task: asyncio.Task[None] | None = None
@@ -118,6 +130,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self.smtp_port = 0
         self.http_port = 0
+        self.admin_port = 0
 
     async def start(self) -> None:
         """Open the store and the bus, then start the roles; any failure undoes what was started and
@@ -132,6 +145,13 @@ class Daemon:
 
     async def _start(self) -> None:
         s = self.settings
+        limit = raise_descriptor_limit()
+        try:
+            self.caps = plan_caps(s, limit, smtp=self.ingest and s.smtp.enabled, http=s.http.enabled,
+                                  admin=s.admin.enabled)
+        except DescriptorBudgetError as e:
+            raise StartupError(str(e)) from None
+        self.accept_errors.install(asyncio.get_running_loop())
         self.blobs.ping()
         if self.work:
             self.db = await open_store(s)
@@ -147,30 +167,47 @@ class Daemon:
             await self._start_worker()
         if self.ingest and s.smtp.enabled:
             publisher = Publisher(self.bus, self.blobs, s.bus.topic)
-            self.smtp = SmtpHandler(publisher, [r.address for r in s.routing], s.smtp)
-            self._smtp_server = await _listen("smtp", s.smtp.host, s.smtp.port, start_smtp(self.smtp, s.smtp))
+            self.smtp = SmtpHandler(publisher, [r.address for r in s.routing], s.smtp, s.postmaster_address)
+            guard = self.guards["smtp"] = ConnectionGuard("smtp", self.caps.smtp, s.smtp.max_connections_per_ip,
+                                                          smtp_refusal(s.smtp.hostname))
+            self._smtp_server = await _listen("smtp", s.smtp.host, s.smtp.port, start_smtp(self.smtp, s.smtp, guard))
             self.smtp_port = self._smtp_server.sockets[0].getsockname()[1]
+            self.accept_errors.name(self._smtp_server, "smtp")
         if self.ingest and s.mailboxes:  # one task per mailbox; a broken one degrades /readyz, never blocks
             self.imap = ImapChannel(s.mailboxes, Publisher(self.bus, self.blobs, s.bus.topic),
                                     state_path(s.data_path))
             self.imap.start()
         if s.http.enabled:
-            reports = {"mailboxes": self.imap.report} if self.imap is not None else None
-            app = health_app(checks, reports=reports)
+            app = public_app()
             if self.ingest:
                 self.channels = ChannelContext(Publisher(self.bus, self.blobs, s.bus.topic), s, self.db)
                 self.webhooks = mount_channels(app, self.channels)
-            self._http = web.AppRunner(app, access_log=None)
-            await self._http.setup()
-            site = web.TCPSite(self._http, s.http.host, s.http.port, reuse_port=s.http.reuse_port or None)
-            await _listen("http", s.http.host, s.http.port, site.start())
-            server = site._server
-            self.http_port = server.sockets[0].getsockname()[1] if isinstance(server, asyncio.Server) else 0
+            count_responses(app)
+            guard = self.guards["http"] = ConnectionGuard("http", self.caps.http, s.http.max_connections_per_ip,
+                                                          http_refusal)
+            self._http = HttpListener(app, guard, host=s.http.host, port=s.http.port, reuse_port=s.http.reuse_port,
+                                      header_timeout=s.http.header_timeout,
+                                      keepalive_timeout=s.http.keepalive_timeout)
+            self.http_port = await _listen("http", s.http.host, s.http.port, self._http.start())
+            assert self._http.server is not None
+            self.accept_errors.name(self._http.server, "http")
             if self.channels is not None:
                 self.channels.port = self.http_port
+        if s.admin.enabled:  # last: /readyz answers once every listener is up
+            reports = {"mailboxes": self.imap.report} if self.imap is not None else None
+            guard = self.guards["admin"] = ConnectionGuard("admin", self.caps.admin, 0, http_refusal)
+            self._admin = HttpListener(admin_app(checks, reports=reports), guard, host=s.admin.host,
+                                       port=s.admin.port, header_timeout=s.http.header_timeout,
+                                       keepalive_timeout=s.http.keepalive_timeout)
+            self.admin_port = await _listen("admin", s.admin.host, s.admin.port, self._admin.start())
+            assert self._admin.server is not None
+            self.accept_errors.name(self._admin.server, "admin")
         log.info("daemon.started", ingest=self.ingest, worker=self.work, smtp_port=self.smtp_port,
-                 http_port=self.http_port, bus=s.bus.driver, store=s.store_url.split(":", 1)[0],
-                 mailboxes=len(self.imap.watchers) if self.imap is not None else 0, webhooks=self.webhooks)
+                 http_port=self.http_port, admin_port=self.admin_port, bus=s.bus.driver,
+                 store=s.store_url.split(":", 1)[0],
+                 mailboxes=len(self.imap.watchers) if self.imap is not None else 0, webhooks=self.webhooks,
+                 open_file_limit=self.caps.limit,
+                 max_connections={"smtp": self.caps.smtp, "http": self.caps.http, "admin": self.caps.admin})
 
     async def _start_worker(self) -> None:
         assert self.db is not None
@@ -208,6 +245,8 @@ class Daemon:
             await self.smtp.drain(timeout)
         if self._smtp_server is not None:
             self._smtp_server.close()
+        if "smtp" in self.guards:
+            self.guards["smtp"].close()
         if self.imap is not None:  # each mailbox finishes its batch (hand-off, flag, watermark), logs out
             await self.imap.stop(timeout)
         self._stopping.set()
@@ -226,8 +265,11 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pending_task, 10)
         if self._http is not None:
-            await self._http.cleanup()
+            await self._http.stop()
+        if self._admin is not None:
+            await self._admin.stop()
         await self._close_resources()
+        self.accept_errors.uninstall()
         log.info("daemon.stopped")
 
     async def _close_resources(self) -> None:

@@ -1,6 +1,9 @@
-"""The daemon's HTTP application: `/healthz` (the process is up), `/readyz` (every dependency of
-this process's roles answers: bus, case store, blob store) and `/metrics` (Prometheus text, see
-ingest/metrics.py). Channels with webhooks mount their routes on the same application.
+"""The daemon's health endpoints. The admin application ([admin], loopback by default) serves
+`/healthz` (the process is up), `/readyz` (every dependency of this process's roles answers: bus, case
+store, blob store) and `/metrics` (Prometheus text, see ingest/metrics.py). The public webhook
+application serves `/healthz` only: a load balancer in front of the webhook port checks the port it
+sends traffic to, and the answer says nothing about the process. Readiness details (dependency error
+messages) and the metrics stay off the public port.
 
 `reports` are parts whose failure degrades the service without making it unready (an IMAP mailbox
 that cannot log in: SMTP and the rest still work): `/readyz` shows their detail and says
@@ -21,11 +24,19 @@ Report = Callable[[], tuple[bool, Any]]
 """(healthy, detail for the JSON body)."""
 
 
-def health_app(checks: Mapping[str, Check], timeout: float = 2.0,
-               reports: Mapping[str, Report] | None = None) -> web.Application:
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
 
+
+def public_app() -> web.Application:
+    """The public application with its liveness route; channels mount their webhooks on it."""
+    app = web.Application()
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+def admin_app(checks: Mapping[str, Check], timeout: float = 2.0,
+              reports: Mapping[str, Report] | None = None) -> web.Application:
     async def readyz(_request: web.Request) -> web.Response:
         results: dict[str, str] = {}
         for name, check in checks.items():
@@ -47,7 +58,7 @@ def health_app(checks: Mapping[str, Check], timeout: float = 2.0,
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     app = web.Application()
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     return app

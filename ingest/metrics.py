@@ -1,9 +1,10 @@
-"""The process's Prometheus metrics, served as text at `GET /metrics` on the HTTP port.
+"""The process's Prometheus metrics, served as text at `GET /metrics` on the admin listener ([admin],
+loopback by default; never on the public webhook port).
 
 Each casegate process keeps its own figures (scrape every process: ingest, worker, or one that runs
 both). Labels are bounded by configuration: channel names, mailbox names, SMTP reply codes, HTTP
-statuses, worker outcomes. The registry is casegate's own, so only these figures and the process's
-CPU and memory are exported."""
+statuses, route templates (never raw paths), listener names, worker outcomes. The registry is
+casegate's own, so only these figures and the process's CPU, memory and descriptors are exported."""
 
 from __future__ import annotations
 
@@ -49,6 +50,21 @@ WORKER_BATCH_SECONDS = Histogram("casegate_worker_batch_seconds", "Time to put o
 OUTBOUND_MAIL = Counter("casegate_outbound_mail", "Outbound mails (acknowledgements, notices) by result: sent, "
                         "retry (relay failed, tried again later), failed (given up).", ["result"],
                         registry=REGISTRY)
+
+HTTP_RESPONSES = Counter("casegate_http_responses", "Responses of the public HTTP listener by route (the matched "
+                         "route's template, or \"unmatched\") and status, 500s of failed handlers included.",
+                         ["route", "status"], registry=REGISTRY)
+CONNECTIONS_OPEN = Gauge("casegate_connections_open", "Connections open on each listener (smtp, http, admin).",
+                         ["listener"], registry=REGISTRY)
+CONNECTIONS_LIMIT = Gauge("casegate_connections_limit", "Each listener's cap on open connections (sized from "
+                          "the open-file limit when \"auto\").", ["listener"], registry=REGISTRY)
+CONNECTIONS_REFUSED = Counter("casegate_connections_refused", "Connections refused at once (SMTP 421, HTTP 503) "
+                              "because the listener (reason=listener) or the client's address (reason=per_ip) "
+                              "was at its cap.", ["listener", "reason"], registry=REGISTRY)
+HEADER_TIMEOUTS = Counter("casegate_http_header_timeouts", "HTTP connections closed because the request headers "
+                          "did not arrive within http.header_timeout.", ["listener"], registry=REGISTRY)
+ACCEPT_FAILURES = Counter("casegate_accept_failures", "accept() failures of a listening socket for want of a "
+                          "resource (EMFILE, ENFILE, ENOBUFS, ENOMEM).", ["listener"], registry=REGISTRY)
 
 
 def exposition() -> tuple[bytes, str]:

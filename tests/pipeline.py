@@ -47,7 +47,7 @@ def settings_for(kind: str, tmp: Path, *, kafka: str | None = None, pg: str | No
                  **sections: Any) -> Settings:
     """Settings of one deployment on free ports, with per-test topics so tests never share records."""
     values: dict[str, Any] = {"data_dir": str(tmp / "data"), "log_level": "warning",
-                              "smtp": {"port": 0}, "http": {"port": 0},
+                              "smtp": {"port": 0}, "http": {"port": 0}, "admin": {"port": 0},
                               "worker": {"poll_timeout": 0.05, "retry_initial": 0.05}}
     if kind == "kafka-postgres":
         assert kafka and pg
@@ -112,9 +112,9 @@ class Pipeline:
             return [tuple(r) for r in (await s.execute(select(*columns))).all()]
 
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """GET /metrics over HTTP: {(sample name, sorted labels): value}."""
+        """GET /metrics over HTTP from the admin listener: {(sample name, sorted labels): value}."""
         async with aiohttp.ClientSession() as http, http.get(
-                f"http://127.0.0.1:{self.daemon.http_port}/metrics") as r:
+                f"http://127.0.0.1:{self.daemon.admin_port}/metrics") as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain"), r.status
             text = await r.text()
         return {(s.name, tuple(sorted(s.labels.items()))): s.value

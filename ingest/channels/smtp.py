@@ -1,9 +1,12 @@
 """The SMTP channel (aiosmtpd on the daemon's own event loop): mail servers hand mail over here.
 
-Accepts only the configured routing addresses (550 5.1.1 otherwise: never an open relay), refuses
-oversize mail (552), answers 250 only once the raw message is in the blob store and the envelope on
-the bus, 451 4.3.0 when either failed (the sending MTA keeps the mail and retries), 421 while
-shutting down. STARTTLS is offered when a certificate is configured.
+Accepts only the configured routing addresses (550 5.1.1 otherwise: never an open relay) and
+`postmaster` (RFC 5321 §4.5.1: bare, or at the domain of a routing address), delivered as if sent to
+`smtp.postmaster` (the first routing address by default); refuses oversize mail (552), answers 250 only
+once the raw message is in the blob store and the envelope on the bus, 451 4.3.0 when either failed (the
+sending MTA keeps the mail and retries), 421 while shutting down. STARTTLS is offered when a
+certificate is configured. Connections over `smtp.max_connections` or `smtp.max_connections_per_ip`
+get `421 4.7.0` at once (ingest/connection_guard.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import Collection
+from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, Session
@@ -20,6 +24,7 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from config import SmtpSettings
 from ingest.blobs import BlobStoreError
 from ingest.bus import BusError
+from ingest.connection_guard import ACCEPTS_PER_TURN, ConnectionGuard, GuardedConnection, Slot, deepen_backlog
 from ingest.mail_handoff import hand_off_mail
 from ingest.metrics import SMTP_REFUSED
 from ingest.publisher import Publisher
@@ -34,9 +39,13 @@ SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 class SmtpHandler:
     """aiosmtpd handler: RCPT decides routing, DATA does the durable hand-off."""
 
-    def __init__(self, publisher: Publisher, routing: Collection[str], settings: SmtpSettings):
+    def __init__(self, publisher: Publisher, routing: Collection[str], settings: SmtpSettings,
+                 postmaster: str | None = None):
         self.publisher = publisher
         self.routing = {a.lower() for a in routing}
+        self.domains = {a.rpartition("@")[2] for a in self.routing}
+        self.postmaster = postmaster.lower() if postmaster else None
+        """The routing address mail to postmaster goes to (None: postmaster is refused like any stranger)."""
         self.settings = settings
         self.closing = False
         self.in_flight = 0
@@ -66,15 +75,29 @@ class SmtpHandler:
             SMTP_REFUSED.labels("421").inc()
             return SHUTTING_DOWN
         if address.lower() not in self.routing:
-            log.info("smtp.rcpt_refused", channel="email", peer=str(session.peer))
-            SMTP_REFUSED.labels("550").inc()
-            return REFUSED_RCPT
+            routed = self.postmaster_of(address)
+            if routed is None:
+                log.info("smtp.rcpt_refused", channel="email", peer=str(session.peer))
+                SMTP_REFUSED.labels("550").inc()
+                return REFUSED_RCPT
+            log.info("smtp.postmaster", channel="email", peer=str(session.peer), routed_to=routed)
+            address = routed
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             SMTP_REFUSED.labels("452").inc()
             return "452 4.5.3 Too many recipients"
         if address.lower() not in (r.lower() for r in envelope.rcpt_tos):
             envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    def postmaster_of(self, address: str) -> str | None:
+        """The routing address for `address` if it is postmaster: `postmaster` without a domain (any
+        case) or `postmaster@<the domain of a routing address>`; else None."""
+        local, at, domain = address.rpartition("@")
+        if not at:
+            local, domain = address, ""
+        if self.postmaster is None or local.lower() != "postmaster":
+            return None
+        return self.postmaster if not at or domain.lower() in self.domains else None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
         if self.closing:
@@ -118,7 +141,20 @@ class CasegateSMTP(SMTP):
     """aiosmtpd's SMTP session with a fast path for the address of MAIL and RCPT: the common
     `<local@domain> [params]` is read with one regular expression instead of the RFC 5322 parser,
     which builds a class on every call (about a tenth of the CPU of a mail). Anything else — quoted
-    local parts, source routes, UTF-8, the null sender — goes to aiosmtpd's parser as before."""
+    local parts, source routes, UTF-8, the null sender — goes to aiosmtpd's parser as before.
+
+    `slot` is the session's place under the listener's connection caps, given back when the connection
+    is lost (here too: after STARTTLS the transport reports to the TLS layer, which tells this session,
+    not the guarded wrapper)."""
+
+    def __init__(self, *args: Any, slot: Slot | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._slot = slot
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._slot is not None:
+            self._slot.release()
+        super().connection_lost(error)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         plain = _PLAIN_ANGLE_ADDR.fullmatch(arg.strip())
@@ -138,15 +174,21 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def start_smtp(handler: SmtpHandler, settings: SmtpSettings) -> asyncio.Server:
-    """Listen on the daemon's own loop; returns the server (its sockets tell the bound port)."""
+async def start_smtp(handler: SmtpHandler, settings: SmtpSettings, guard: ConnectionGuard) -> asyncio.Server:
+    """Listen on the daemon's own loop, each connection admitted by `guard`; returns the server (its
+    sockets tell the bound port)."""
     ctx = tls_context(settings)
     loop = asyncio.get_running_loop()
 
-    def factory() -> SMTP:
+    def session(slot: Slot) -> SMTP:
         return CasegateSMTP(handler, data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
-                    decode_data=False, hostname=settings.hostname, ident="casegate ESMTP",
-                    tls_context=ctx, require_starttls=False, loop=loop)
+                            decode_data=False, hostname=settings.hostname, ident="casegate ESMTP",
+                            tls_context=ctx, require_starttls=False, loop=loop, slot=slot)
 
-    return await loop.create_server(factory, host=settings.host, port=settings.port,
-                                    reuse_port=settings.reuse_port or None)
+    def factory() -> GuardedConnection:
+        return GuardedConnection(guard, session)
+
+    server = await loop.create_server(factory, host=settings.host, port=settings.port,
+                                      reuse_port=settings.reuse_port or None, backlog=ACCEPTS_PER_TURN)
+    deepen_backlog(server)
+    return server

@@ -297,7 +297,7 @@ class DaemonProcess:
 
     `role` "all" is the embedded single process (named "daemon"); "ingest" and "worker" are the split
     roles (named after the role). Each process gets its own config file, ports and log. The worker does
-    not open SMTP: its config has `smtp.enabled = false` (it still serves /readyz on its http port)."""
+    not open SMTP: its config has `smtp.enabled = false` (it still serves /readyz on its admin port)."""
 
     def __init__(self, workdir: Path, settings: dict[str, Any], role: str = "all", profile: Path | None = None,
                  log_level: str = "warning", smtp_port: int | None = None, name: str | None = None,
@@ -307,11 +307,13 @@ class DaemonProcess:
         self.profile = profile
         self.smtp_port = 0 if role == "worker" else (smtp_port or free_port())
         self.http_port = http_port or free_port()
+        self.admin_port = free_port()  # each process its own, even when they share the http port
         smtp: dict[str, Any] = ({"enabled": False, "host": "127.0.0.1"} if role == "worker"
                                 else {"host": "127.0.0.1", "port": self.smtp_port,
                                       "reuse_port": smtp_port is not None})
         settings = {**settings, "log_level": log_level, "smtp": smtp,
-                    "http": {"host": "127.0.0.1", "port": self.http_port, "reuse_port": http_port is not None}}
+                    "http": {"host": "127.0.0.1", "port": self.http_port, "reuse_port": http_port is not None},
+                    "admin": {"host": "127.0.0.1", "port": self.admin_port}}
         self.config_path = workdir / ("casegate.toml" if role == "all" else f"casegate-{self.name}.toml")
         write_toml(self.config_path, settings)
         self.log_path = workdir / f"{self.name}.log"
@@ -340,7 +342,7 @@ class DaemonProcess:
     async def wait_ready(self) -> float:
         """Seconds until /readyz answered 200."""
         started = time.monotonic()
-        url = f"http://127.0.0.1:{self.http_port}/readyz"
+        url = f"http://127.0.0.1:{self.admin_port}/readyz"
         last = "no answer"
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(timeout=timeout) as http:

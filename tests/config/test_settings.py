@@ -282,6 +282,40 @@ reject_notice_body = "costs $ 5"
     assert "routing[0].reject_notice_body: " in msg and "lone '$'" in msg
 
 
+def test_connection_limits_admin_listener_and_postmaster_defaults() -> None:
+    s = load_settings()
+    assert (s.smtp.max_connections, s.smtp.max_connections_per_ip, s.smtp.postmaster) == ("auto", 50, "")
+    assert (s.http.max_connections, s.http.max_connections_per_ip) == ("auto", 128)
+    assert (s.http.header_timeout, s.http.body_timeout, s.http.keepalive_timeout) == (10.0, 30.0, 75.0)
+    assert (s.admin.enabled, s.admin.host, s.admin.port, s.admin.max_connections) == (True, "127.0.0.1", 9525, 32)
+    assert s.postmaster_address == "support@localhost"  # the first routing address
+
+
+def test_connection_caps_are_auto_or_a_positive_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(write(tmp_path, '[smtp]\nmax_connections = 500\n[http]\nmax_connections = "auto"\n'))
+    assert (s.smtp.max_connections, s.http.max_connections) == (500, "auto")
+    monkeypatch.setenv("CASEGATE_HTTP__MAX_CONNECTIONS", "700")
+    assert load_settings().http.max_connections == 700
+    msg = problems_of(write(tmp_path, '[smtp]\nmax_connections = "lots"\n[http]\nheader_timeout = 0\n'))
+    assert "smtp.max_connections" in msg and "'auto'" in msg and "http.header_timeout: " in msg
+
+
+def test_postmaster_must_be_a_routing_address(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, """
+[smtp]
+postmaster = "Billing@Example.com"
+
+[[routing]]
+address = "support@example.com"
+
+[[routing]]
+address = "billing@example.com"
+"""))
+    assert s.postmaster_address == "billing@example.com"
+    msg = problems_of(write(tmp_path, '[smtp]\npostmaster = "root@example.com"\n'))
+    assert "smtp.postmaster 'root@example.com' is not a [[routing]] address" in msg and "support@localhost" in msg
+
+
 def test_tls_cert_without_key(tmp_path: Path) -> None:
     cert = write(tmp_path, "pem", "cert.pem")
     msg = problems_of(write(tmp_path, f'[smtp]\ntls_cert = "{cert}"\n'))

@@ -29,13 +29,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(http_port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 40) -> None:
-    """Until the process answers /readyz with 200; fails with its log if it dies or takes too long."""
+def wait_ready(admin_port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 40) -> None:
+    """Until the process answers /readyz on its admin port with 200; fails with its log if it dies or
+    takes too long."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -47,15 +48,16 @@ def wait_ready(http_port: int, proc: subprocess.Popen[bytes], log: Path, timeout
 class Proc:
     def __init__(self, folder: Path):
         self.folder = folder
-        self.smtp, self.http = _free_port(), _free_port()
-        self.env = {**os.environ, "CASEGATE_SMTP__PORT": str(self.smtp), "CASEGATE_HTTP__PORT": str(self.http)}
+        self.smtp, self.http, self.admin = _free_port(), _free_port(), _free_port()
+        self.env = {**os.environ, "CASEGATE_SMTP__PORT": str(self.smtp), "CASEGATE_HTTP__PORT": str(self.http),
+                    "CASEGATE_ADMIN__PORT": str(self.admin)}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.log = open(self.folder / "daemon.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([CASEGATE, "run"], cwd=self.folder, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        wait_ready(self.http, self.proc, self.folder / "daemon.log")
+        wait_ready(self.admin, self.proc, self.folder / "daemon.log")
 
     def tail(self) -> str:
         return (self.folder / "daemon.log").read_text(errors="replace")[-2000:]
@@ -193,7 +195,8 @@ def test_a_port_in_use_stops_the_daemon_with_exit_2_naming_the_setting(tmp_path:
         taken.listen()
         port = taken.getsockname()[1]
         r = subprocess.run([CASEGATE, "run"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
-                           env={**os.environ, "CASEGATE_SMTP__PORT": str(port), "CASEGATE_HTTP__PORT": "0"})
+                           env={**os.environ, "CASEGATE_SMTP__PORT": str(port), "CASEGATE_HTTP__PORT": "0",
+                                "CASEGATE_ADMIN__PORT": "0"})
     assert r.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port} (smtp.host / smtp.port)" in r.stderr
     assert "Traceback" not in r.stderr

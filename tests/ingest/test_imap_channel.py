@@ -60,7 +60,7 @@ async def deliver(dv: Dovecot, user: str, raw: bytes) -> None:
 
 
 async def readyz(p: Pipeline) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{p.daemon.http_port}/readyz") as r:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{p.daemon.admin_port}/readyz") as r:
         body: dict[str, Any] = await r.json()
         return r.status, body
 

@@ -1,5 +1,5 @@
-"""GET /metrics over real HTTP: what a daemon did shows up in its Prometheus figures. The registry lives
-for the whole test process, so every assertion is on the change between two scrapes."""
+"""GET /metrics over real HTTP (the admin listener): what a daemon did shows up in its Prometheus figures.
+The registry lives for the whole test process, so every assertion is on the change between two scrapes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
+from ingest.connection_guard import ConnectionGuard, http_refusal
+from ingest.http_listener import HttpListener, count_responses
 from tests.ingest.test_chat import channels, message, signed
 from tests.pipeline import mail, settings_for, start_pipeline
 
@@ -50,3 +53,47 @@ async def test_accepted_refused_and_worker_outcomes_are_counted(tmp_path: Path) 
         assert after[("process_resident_memory_bytes", ())] > 0
     finally:
         await p.daemon.stop()
+
+
+async def test_every_http_response_is_counted_by_route_template_and_status(tmp_path: Path) -> None:
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("a bug in a handler")
+
+    app = web.Application()  # an application with a failing route, on the daemon's own kind of listener
+    app.router.add_get("/broken/{id}", broken)
+    count_responses(app)
+    listener = HttpListener(app, ConnectionGuard("test", 10, 0, http_refusal), host="127.0.0.1", port=0,
+                            header_timeout=5, keepalive_timeout=5)
+    broken_port = await listener.start()
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path, channels=channels()))
+    try:
+        before = await p.metrics()
+        public = f"http://127.0.0.1:{p.daemon.http_port}"
+        body = json.dumps(message("responses-1")).encode()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(public + "/healthz") as r:
+                assert r.status == 200
+            for path in ("/no/such/page", "/wp-login.php?x=1", "/hooks/chat/../../etc/passwd"):
+                async with http.get(public + path) as r:
+                    assert r.status == 404
+            async with http.post(public + "/hooks/chat", data=body, headers=signed(body, secret="wrong")) as r:
+                assert r.status == 403
+            async with http.post(public + "/hooks/chat", data=body, headers=signed(body)) as r:
+                assert r.status == 200
+            for i in range(2):
+                async with http.get(f"http://127.0.0.1:{broken_port}/broken/{i}") as r:
+                    assert r.status == 500
+        after = await p.metrics()
+    finally:
+        await p.daemon.stop()
+        await listener.stop()
+
+    assert delta(before, after, "casegate_http_responses_total", route="/healthz", status="200") == 1
+    assert delta(before, after, "casegate_http_responses_total", route="unmatched", status="404") == 3
+    assert delta(before, after, "casegate_http_responses_total", route="/hooks/chat", status="403") == 1
+    assert delta(before, after, "casegate_http_responses_total", route="/hooks/chat", status="200") == 1
+    assert delta(before, after, "casegate_http_responses_total", route="/broken/{id}", status="500") == 2
+    routes = {dict(labels)["route"] for name, labels in after if name == "casegate_http_responses_total"}
+    assert not any("wp-login" in r or "passwd" in r or "/broken/1" in r for r in routes), routes
+    # the admin listener's own responses (these scrapes) are not counted: the label set is the public routes
+    assert "/metrics" not in routes

@@ -44,6 +44,11 @@ async def test_starttls_pipelining_and_8bit_mail(tmp_path: Path) -> None:
                                           mail_options=["BODY=8BITMIME"])
         await client.quit()
         assert errors == {}
+        guard = p.daemon.guards["smtp"]  # the session gave its place back (after STARTTLS the TLS layer,
+        end = asyncio.get_running_loop().time() + 5  # not the guarded wrapper, reports the connection lost)
+        while guard.open and asyncio.get_running_loop().time() < end:  # noqa: ASYNC110 - set by a loop callback
+            await asyncio.sleep(0.02)
+        assert guard.open == 0
         cases = await p.wait_for(lambda cs: len(cs) == 1)
         assert cases[0]["Subject"] == "Grüße" and "Die Tür klemmt." in cases[0]["Description"]
         assert cases[0]["SuppliedName"] == "Zoë"
@@ -54,7 +59,7 @@ async def test_starttls_pipelining_and_8bit_mail(tmp_path: Path) -> None:
 async def test_readyz_reports_each_dependency(tmp_path: Path) -> None:
     p = await start_pipeline(settings_for("local-sqlite", tmp_path))
     try:
-        url = f"http://127.0.0.1:{p.daemon.http_port}"
+        url = f"http://127.0.0.1:{p.daemon.admin_port}"  # readiness is on the admin listener
         async with aiohttp.ClientSession() as http:
             async with http.get(url + "/healthz") as r:
                 assert r.status == 200
