@@ -2,8 +2,10 @@
 closed-case notices) to the configured relay over SMTP with aiosmtplib.
 
 A temporary failure (relay down, 4xx) is retried with exponential back-off; a permanent refusal (5xx)
-or too many attempts marks the mail failed, kept in the outbox with the error. Two worker processes
-never send the same mail: each claims its rows with a lease first (`store.outbox.claim_due`).
+or too many attempts marks the mail failed, kept in the outbox with the error. The mail's EmailMessage
+on the case reads Queued until then, and Sent or Failed after, set in the transaction that marks the
+outbox row; a failure also goes on the case feed with the attempts and the last error. Two worker
+processes never send the same mail: each claims its rows with a lease first (`store.outbox.claim_due`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import structlog
 from config import OutboundSettings
 from ingest.metrics import OUTBOUND_MAIL
 from store.database import Database
-from store.outbox import OutgoingMail, claim_due, mark_retry, mark_sent
+from store.outbox import OutgoingMail, claim_due, mark_failed, mark_retry, mark_sent
 
 log = structlog.get_logger("casegate.outbox")
 
@@ -62,7 +64,7 @@ class OutboxSender:
             await self._failed(mail, e)
             return
         try:
-            await mark_sent(self.db, mail.id, datetime.now(UTC))
+            await mark_sent(self.db, mail, datetime.now(UTC))
         except Exception as e:  # sent but not recorded: after the lease it may go out twice, never zero times
             log.error("outbox.mark_sent_failed", mail_id=mail.id, error=str(e))
             return
@@ -73,9 +75,15 @@ class OutboxSender:
         error = f"{type(e).__name__}: {e}"
         give_up = _permanent(e) or mail.attempts >= self.settings.max_attempts
         delay = min(self.settings.retry_initial * 2 ** (mail.attempts - 1), self.settings.retry_max)
-        nxt = None if give_up else datetime.now(UTC) + timedelta(seconds=delay)
-        with contextlib.suppress(Exception):
-            await mark_retry(self.db, mail.id, error, nxt)
+        now = datetime.now(UTC)
+        try:
+            if give_up:
+                await mark_failed(self.db, mail, error, now)
+            else:
+                await mark_retry(self.db, mail.id, error, now + timedelta(seconds=delay))
+        except Exception as store_error:  # the store is down: the lease runs out and the mail is tried again
+            log.warning("outbox.not_recorded", mail_id=mail.id, outcome="failed" if give_up else "retry",
+                        error=f"{type(store_error).__name__}: {store_error}")
         OUTBOUND_MAIL.labels("failed" if give_up else "retry").inc()
         if give_up:
             log.error("outbox.failed", kind=mail.kind, case_id=mail.case_id, to=mail.to_address,

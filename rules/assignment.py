@@ -1,13 +1,16 @@
 """Case assignment rules: ordered entries, first match wins, the default owner otherwise.
 
 Pure: `assign(entries, default_owner, facts)` looks only at the values it is given and says which
-entry matched (or none), so the store can record why a case got its owner.
+entry matched (or none), so the store can record why a case got its owner. The facts are the case's
+fields as they will be stored (`CaseFacts.of_case`): the Subject derived from the first line of a
+message without one, the Priority a web form gave, the Origin and RoutingAddress the case got — never
+the raw input, so an entry matches exactly the cases whose stored fields satisfy it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,6 +28,14 @@ class CaseFacts:
     priority: str | None
     account: str | None
 
+    @classmethod
+    def of_case(cls, case: Mapping[str, object], account: str | None) -> CaseFacts:
+        """The facts of a case from its field values by Salesforce name (Origin, RoutingAddress, Subject,
+        Description, Priority); `account` is the Name of the case's account."""
+        return cls(origin=_text(case.get("Origin")), recipient=_text(case.get("RoutingAddress")),
+                   subject=_text(case.get("Subject")), description=_text(case.get("Description")),
+                   priority=_text(case.get("Priority")), account=account)
+
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
@@ -32,6 +43,10 @@ class Assignment:
     """`queue:<name>` or `user:<email>`."""
     entry: str | None
     """Name of the entry that matched; None when the default owner was used."""
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @lru_cache(maxsize=256)

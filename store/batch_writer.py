@@ -5,8 +5,9 @@ feed entries and ledger rows. Used only inside the case service's transaction.""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, update
@@ -30,6 +31,7 @@ from store.models import (
     ConversationEntry,
     Counter,
     EmailMessage,
+    EmailStatus,
     Outbox,
     PendingMessage,
     ProcessedMessage,
@@ -111,6 +113,10 @@ class BatchWriter:
         self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}{follow_up}")
         return CaseState(case_id, "", DEFAULT_STATUS, False, None, m.conversation_key)
 
+    def new_case(self, case_id: str) -> Mapping[str, Any]:
+        """The field values a case opened in this batch will be stored with (read-only)."""
+        return MappingProxyType(self._cases[case_id])
+
     def set_owner(self, case_id: str, owner_id: str, owner_ref: str, why: str) -> None:
         self._cases[case_id]["OwnerId"] = owner_id
         self.add_feed(case_id, "AssignmentRule", field="OwnerId", new=owner_ref, body=why)
@@ -130,7 +136,7 @@ class BatchWriter:
     def add_message(self, case_id: str, m: InboundMessage, contact: ContactRef | None) -> str:
         email_id = new_id("EmailMessage")
         self._emails.append({
-            "Id": email_id, "ParentId": case_id, "Incoming": True, "Status": "0",
+            "Id": email_id, "ParentId": case_id, "Incoming": True, "Status": EmailStatus.NEW,
             "FromAddress": _cut(m.sender_email, "from"), "FromName": _cut(m.sender_name, "from"),
             "ToAddress": _cut(m.to_address, "address"), "CcAddress": _cut(m.cc_address, "address"),
             "Subject": _cut(m.subject, "email_subject"), "TextBody": _cut(m.text, "body"),
@@ -217,7 +223,8 @@ class BatchWriter:
     def queue_mail(self, state: CaseState, kind: str, route: RoutingAddress, m: InboundMessage,
                    token: str, hostname: str) -> None:
         """An acknowledgement or notice to the sender of `m`, composed at flush (once the case has
-        its number), stored as an outgoing EmailMessage and queued in the outbox."""
+        its number), stored as an outgoing EmailMessage with Status Queued and queued in the outbox
+        (the outbox sender sets it Sent or Failed)."""
         self._outbound.append((state, kind, route, m, token, hostname))
 
     # the writes ----------------------------------------------------------------------------------
@@ -261,7 +268,7 @@ class BatchWriter:
                 continue
             email_id = new_id("EmailMessage")
             self._emails.append({
-                "Id": email_id, "ParentId": state.id, "Incoming": False, "Status": "3",
+                "Id": email_id, "ParentId": state.id, "Incoming": False, "Status": EmailStatus.QUEUED,
                 "FromAddress": route.address, "FromName": None, "ToAddress": _cut(to, "address"),
                 "CcAddress": None, "Subject": _cut(mail.subject, "email_subject"), "TextBody": _cut(mail.text, "body"),
                 "HtmlBody": None, "Headers": None, "MessageIdentifier": _cut(mail.message_id, "message_id"),

@@ -69,8 +69,7 @@ class EmailPlacement(Placement):
         contact = w.contact_for(m)
         routed = route is not UNROUTED
         state = w.open_case(m, route if routed else None, contact, parent)
-        self.assign(state.id, m, route.owner if routed else None, route.origin if routed else None,
-                    route.priority if routed else None, contact, via=f"routing address {route.address}")
+        self.assign(state.id, route.owner if routed else None, contact, via=f"routing address {route.address}")
         email_id = w.add_message(state.id, m, contact)
         w.set_source(state.id, email_id)
         w.add_ledger(m, "created", "new", state.id, email_id, reason=why)

@@ -46,7 +46,7 @@ class MessagePlacement(Placement):
             return Outcome(m.channel, m.external_id, "pending", None, None, "daily-cap")
         origin = origin_of(policy, m.channel)
         state = w.open_case(m, None, contact, parent, origin=origin, priority=policy.priority)
-        self.assign(state.id, m, policy.owner, origin, policy.priority, contact, via=f"{m.channel} channel")
+        self.assign(state.id, policy.owner, contact, via=f"{m.channel} channel")
         entry_id = w.add_entry(state.id, m)
         w.set_source(state.id, entry_id)
         w.add_ledger(m, "created", "new", state.id, entry_id, reason=why)

@@ -8,7 +8,7 @@ with the Salesforce key prefix of their object (500 Case, 003 Contact, ...), mad
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     Boolean,
@@ -148,13 +148,31 @@ class Case(Base):
     LastModifiedDate: Mapped[datetime]
 
 
+class EmailStatus:
+    """EmailMessage.Status values: Salesforce's picklist codes, and two of casegate's own for the mail it
+    sends itself, whose Status follows delivery — Queued, then Sent once the relay accepted it, or
+    Failed when the outbox gave up (the case feed then says why)."""
+
+    NEW: Final = "0"
+    READ: Final = "1"
+    REPLIED: Final = "2"
+    SENT: Final = "3"
+    FORWARDED: Final = "4"
+    DRAFT: Final = "5"
+    QUEUED: Final = "Q"
+    """In the outbox: not yet accepted by the relay (casegate's own value)."""
+    FAILED: Final = "F"
+    """The outbox gave up on it: refused for good or out of attempts (casegate's own value)."""
+
+
 class EmailMessage(Base):
     __tablename__ = "email_message"
     Id: Mapped[str] = _id()
     ParentId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
     Incoming: Mapped[bool] = mapped_column(Boolean)
     Status: Mapped[str] = mapped_column(String(1))
-    """0 New, 1 Read, 2 Replied, 3 Sent, 4 Forwarded, 5 Draft (Salesforce codes)."""
+    """0 New, 1 Read, 2 Replied, 3 Sent, 4 Forwarded, 5 Draft (Salesforce codes); Q Queued and F Failed
+    for mail casegate sends (`EmailStatus`). Incoming mail is 0; outgoing mail Q, then 3 or F."""
     FromAddress: Mapped[str | None] = mapped_column(String(1000))
     FromName: Mapped[str | None] = mapped_column(String(1000))
     ToAddress: Mapped[str | None] = mapped_column(String(4000))
@@ -238,7 +256,8 @@ class CaseFeed(Base):
     Id: Mapped[str] = _id()
     ParentId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
     Type: Mapped[str] = mapped_column(String(40))
-    """CaseCreated, EmailMessageEvent, TrackedChange, AssignmentRule, ThreadingRule, CaseCommentPost."""
+    """CaseCreated, EmailMessageEvent, TrackedChange, AssignmentRule, ThreadingRule, CaseCommentPost,
+    MessagingEvent, CallEvent, OutboundMail (mail casegate did not send, or gave up sending)."""
     Field: Mapped[str | None] = mapped_column(String(80))
     OldValue: Mapped[str | None] = mapped_column(String(255))
     NewValue: Mapped[str | None] = mapped_column(String(255))
@@ -317,7 +336,8 @@ class Outbox(Base):
     MessageIdentifier: Mapped[str] = mapped_column(String(765))
     Raw: Mapped[bytes] = mapped_column(LargeBinary)
     Status: Mapped[str] = mapped_column(String(10))
-    """queued, sent or failed (gave up after the configured attempts; still listed)."""
+    """queued, sent or failed (gave up after the configured attempts; still listed). Its EmailMessage's
+    Status follows it (Q, 3, F), changed in the same transaction."""
     Attempts: Mapped[int] = mapped_column(Integer, default=0)
     NextAttemptAt: Mapped[datetime]
     LastError: Mapped[str | None] = mapped_column(Text)

@@ -2,17 +2,30 @@
 
 The sender claims due rows with a lease (an optimistic update of NextAttemptAt, so two worker
 processes never send the same mail at once), then marks each sent, due again later, or failed after
-the configured attempts. Nothing leaves the table: sent and failed mail stay listed."""
+the configured attempts. Nothing leaves the table: sent and failed mail stay listed.
+
+The mail's outgoing EmailMessage on the case follows it in the same transaction: Status Queued from
+the start, Sent (with the time it went) once the relay took it, Failed when the sender gave up — and
+then the case feed says to whom, after how many attempts and with which last error."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from store.database import Database
-from store.models import Outbox
+from store.ids import new_id
+from store.models import CaseFeed, EmailMessage, EmailStatus, Outbox
+
+ERROR_LENGTH = 4000
+"""Characters of the last error kept (in the outbox row and on the case feed)."""
+
+
+def _error(text: str) -> str:
+    """An error as stored: without NUL characters (no text column holds them), cut."""
+    return text.replace("\x00", "")[:ERROR_LENGTH]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +33,7 @@ class OutgoingMail:
     id: str
     kind: str
     case_id: str
+    email_message_id: str
     from_address: str
     to_address: str
     message_id: str
@@ -32,7 +46,7 @@ async def claim_due(db: Database, now: datetime, lease: timedelta, limit: int = 
 
     def claim(conn: Connection) -> list[OutgoingMail]:
         rows = conn.execute(
-            select(Outbox.Id, Outbox.Kind, Outbox.CaseId, Outbox.FromAddress, Outbox.ToAddress,
+            select(Outbox.Id, Outbox.Kind, Outbox.CaseId, Outbox.EmailMessageId, Outbox.FromAddress, Outbox.ToAddress,
                    Outbox.MessageIdentifier, Outbox.Raw, Outbox.Attempts, Outbox.NextAttemptAt)
             .where(Outbox.Status == "queued", Outbox.NextAttemptAt <= now)
             .order_by(Outbox.NextAttemptAt).limit(limit)
@@ -45,33 +59,51 @@ async def claim_due(db: Database, now: datetime, lease: timedelta, limit: int = 
                 .values(NextAttemptAt=now + lease, Attempts=Outbox.Attempts + 1)
             ).rowcount
             if taken == 1:
-                mine.append(OutgoingMail(r.Id, r.Kind, r.CaseId, r.FromAddress, r.ToAddress,
+                mine.append(OutgoingMail(r.Id, r.Kind, r.CaseId, r.EmailMessageId, r.FromAddress, r.ToAddress,
                                          r.MessageIdentifier, r.Raw, r.Attempts + 1))
         return mine
 
     return await db.transaction(claim)
 
 
-async def mark_sent(db: Database, mail_id: str, now: datetime) -> None:
+async def mark_sent(db: Database, mail: OutgoingMail, now: datetime) -> None:
+    """The relay took `mail`: the outbox row and its EmailMessage read sent."""
+
     def sent(conn: Connection) -> None:
-        conn.execute(update(Outbox).where(Outbox.Id == mail_id)
+        conn.execute(update(Outbox).where(Outbox.Id == mail.id)
                      .values(Status="sent", SentDate=now, LastError=None))
+        conn.execute(update(EmailMessage).where(EmailMessage.Id == mail.email_message_id)
+                     .values(Status=EmailStatus.SENT, MessageDate=now))
 
     await db.transaction(sent)
 
 
-async def mark_retry(db: Database, mail_id: str, error: str, next_attempt: datetime | None) -> None:
-    """Due again at `next_attempt`, or failed for good when that is None."""
+async def mark_retry(db: Database, mail_id: str, error: str, next_attempt: datetime) -> None:
+    """Due again at `next_attempt` (the EmailMessage stays Queued)."""
 
     def retry(conn: Connection) -> None:
-        values: dict[str, object] = {"LastError": error[:4000]}
-        if next_attempt is None:
-            values["Status"] = "failed"
-        else:
-            values["NextAttemptAt"] = next_attempt
-        conn.execute(update(Outbox).where(Outbox.Id == mail_id).values(**values))
+        conn.execute(update(Outbox).where(Outbox.Id == mail_id)
+                     .values(LastError=_error(error), NextAttemptAt=next_attempt))
 
     await db.transaction(retry)
+
+
+async def mark_failed(db: Database, mail: OutgoingMail, error: str, now: datetime) -> None:
+    """Given up on `mail` (refused for good, or out of attempts): the outbox row and its EmailMessage read
+    failed, and the case feed says so with the last error."""
+    attempts = f"{mail.attempts} attempt{'s' if mail.attempts != 1 else ''}"
+    body = f"{mail.kind.capitalize()} to {mail.to_address} failed after {attempts}: {error}"
+
+    def failed(conn: Connection) -> None:
+        conn.execute(update(Outbox).where(Outbox.Id == mail.id).values(Status="failed", LastError=_error(error)))
+        conn.execute(update(EmailMessage).where(EmailMessage.Id == mail.email_message_id)
+                     .values(Status=EmailStatus.FAILED))
+        conn.execute(insert(CaseFeed).values(
+            Id=new_id("CaseFeed"), ParentId=mail.case_id, Type="OutboundMail", Field=None, OldValue=None,
+            NewValue=None, Body=_error(body), RelatedRecordId=mail.email_message_id,
+            Seq=0, CreatedDate=now))
+
+    await db.transaction(failed)
 
 
 async def status_counts(db: Database) -> dict[str, int]:

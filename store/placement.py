@@ -1,6 +1,6 @@
-"""What placing any message on a case shares, email or not: assigning the owner of a new case (and
-saying on the feed why), keeping a message that opens nothing as suppressed, and deciding whether a
-message to a closed case reopens it."""
+"""What placing any message on a case shares, email or not: assigning the owner of a new case by its
+fields as stored (and saying on the feed why), keeping a message that opens nothing as suppressed, and
+deciding whether a message to a closed case reopens it."""
 
 from __future__ import annotations
 
@@ -20,15 +20,13 @@ class Placement:
         self.policy = policy
         self.writer = writer
 
-    def assign(self, case_id: str, m: InboundMessage, owner: str | None, origin: str | None, priority: str | None,
-               contact: ContactRef | None, via: str) -> None:
-        """The owner of a new case: the first matching assignment entry, else `owner` (of the routing
-        address or channel), else the default owner; the feed says which."""
+    def assign(self, case_id: str, owner: str | None, contact: ContactRef | None, via: str) -> None:
+        """The owner of a new case: the first assignment entry matching the case as it will be stored
+        (opened by the writer just before), else `owner` (of the routing address or channel), else the
+        default owner; the feed says which."""
         rules = self.policy.rules
-        chosen = assign(rules.assignment, owner or rules.default_owner,
-                        CaseFacts(origin=origin, recipient=next(iter(m.recipients), None), subject=m.subject,
-                                  description=m.text, priority=priority,
-                                  account=contact.account_name if contact else None))
+        facts = CaseFacts.of_case(self.writer.new_case(case_id), contact.account_name if contact else None)
+        chosen = assign(rules.assignment, owner or rules.default_owner, facts)
         if chosen.entry:
             reason = f"assignment rule entry '{chosen.entry}' matched"
         elif owner:

@@ -1,7 +1,11 @@
 """Acknowledgements and automatic mail end to end: a new case's acknowledgement arrives at a real SMTP
 sink (aiosmtpd) with the right headers and the customer's reply to it threads onto the case; a relay
 that is down gets the mail once it is back; an auto-reply opens nothing and a real Postfix bounce of
-the acknowledgement lands on its case — and `casegate messages show` says where each one went."""
+the acknowledgement lands on its case — and `casegate messages show` says where each one went.
+
+The acknowledgement's EmailMessage on the case follows its delivery: Queued until the relay has it,
+then Sent; Failed when the relay refuses it for good or the attempts run out, with the failure on the
+case feed (the outbox sender against a real sink, on SQLite and PostgreSQL, and through the daemon)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -26,10 +32,18 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session
 from sqlalchemy import select
 
-from config import Settings
+from config import OutboundSettings, RoutingAddress, RulesSettings, Settings
+from ingest.outbox_sender import OutboxSender
+from store.case_policy import CasePolicy
+from store.case_queries import show_case
+from store.case_service import CaseService
+from store.database import Database
+from store.inbound import InboundMessage
+from store.migrate import upgrade
 from store.models import EmailMessage as EmailMessageRow
-from store.models import Outbox
-from tests.pipeline import mail, settings_for, start_pipeline
+from store.models import EmailStatus, Outbox
+from store.owners import ensure_owners
+from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
 
 NOISE = Path(__file__).parent.parent / "data" / "noise"
 
@@ -52,15 +66,31 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, int]]:
-    handler = Sink()
+class RefusingRelay(Sink):
+    """A real SMTP server that refuses every recipient for good (550), as a relay does for an unknown user."""
+
+    async def handle_RCPT(self, server: Any, session: Session, envelope: SmtpEnvelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+
+
+def serve(handler: Sink) -> Iterator[tuple[Sink, int]]:
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield handler, controller.port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[Sink, int]]:
+    yield from serve(Sink())
+
+
+@pytest.fixture
+def refusing_relay() -> Iterator[tuple[Sink, int]]:
+    yield from serve(RefusingRelay())
 
 
 def outbound(port: int, **more: Any) -> dict[str, Any]:
@@ -93,6 +123,7 @@ async def test_acknowledgement_arrives_with_its_headers_and_a_reply_to_it_thread
         assert ack["Subject"].startswith("[Case 00001000] Printer on fire thread::500")
         assert (ack["Auto-Submitted"], ack["In-Reply-To"]) == ("auto-replied", first_id)
         assert "case 00001000" in ack.get_content()
+        assert await wait_until(lambda: outgoing_statuses(p, [EmailStatus.SENT]))  # Sent, once the relay has it
 
         # the customer answers the acknowledgement: a client that edits the subject still threads by
         # the acknowledgement's Message-ID ...
@@ -142,16 +173,137 @@ async def test_a_relay_that_is_down_gets_the_acknowledgement_once_it_is_back(tmp
         assert await wait_until(tried_twice)
         status, _, error = await attempts()
         assert status == "queued" and error  # connection refused: kept for another try
+        assert await outgoing_statuses(p, [EmailStatus.QUEUED])  # and the case says so
         controller.start()
         started = True
         assert await wait_until(lambda: len(handler.received) == 1)
         assert await wait_until(sent)
+        assert await outgoing_statuses(p, [EmailStatus.SENT])
         await asyncio.sleep(0.5)
         assert len(handler.received) == 1
     finally:
         await p.daemon.stop()
         if started:
             controller.stop()
+
+
+async def outgoing_statuses(p: Pipeline, expected: list[str]) -> bool:
+    """The Status of every outgoing EmailMessage is as `expected` (in the order they were written)."""
+    return [r[0] for r in await p.rows(EmailMessageRow.Status) if r[0] != EmailStatus.NEW] == expected
+
+
+async def test_a_relay_refusing_the_acknowledgement_for_good_marks_it_failed_on_the_case(
+        deployment_settings: Callable[..., Settings], refusing_relay: tuple[Sink, int]) -> None:
+    _, port = refusing_relay
+    p = await start_pipeline(deployment_settings(outbound=outbound(port)))
+    try:
+        assert (await p.send(mail("Printer on fire")[0]))[0] == 250
+        assert await wait_until(lambda: outgoing_statuses(p, [EmailStatus.FAILED]))
+        case = await p.case("00001000")
+        [ack] = [m for m in case["EmailMessages"] if not m["Incoming"]]
+        assert (ack["Status"], ack["ToAddress"]) == ("F", "ada@example.org")
+        [failure] = [f for f in case["Feed"] if f["Type"] == "OutboundMail"]
+        assert failure["RelatedRecordId"] == ack["Id"]
+        assert failure["Body"].startswith("Acknowledgement to ada@example.org failed after 1 attempt: "
+                                          "SMTPRecipientsRefused")
+        assert "550" in failure["Body"] and "User unknown" in failure["Body"]
+        assert await p.rows(Outbox.Status, Outbox.Attempts) == [("failed", 1)]
+    finally:
+        await p.daemon.stop()
+
+
+# -- the outbox sender on its own: the Status before it runs, and after ------------------------------
+ROUTE = RoutingAddress(address="support@localhost")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty case store on each database."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cases.db'}" if request.param == "sqlite" else \
+        request.getfixturevalue("pg_db_url")
+    await asyncio.to_thread(upgrade, url)
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+def relay(port: int, **more: Any) -> OutboundSettings:
+    return OutboundSettings(**outbound(port, **more))
+
+
+async def open_case(db: Database, settings: OutboundSettings) -> str:
+    """A mail to support@localhost opens case 00001000 and queues its acknowledgement; its Id."""
+    owners = await ensure_owners(db, ["queue:Support"])
+    service = CaseService(db, CasePolicy({ROUTE.address: ROUTE}, RulesSettings(), owners, b"k", outbound=settings))
+    [out] = await service.record_messages([InboundMessage(
+        channel="email", external_id="<m1@example.org>", envelope_id="env-1", received_at=datetime.now(UTC),
+        conversation_key="ada@example.org", sender_email="ada@example.org", sender_name="Ada Customer",
+        subject="Printer on fire", text="It is on fire.", recipients=(ROUTE.address,),
+        message_id="<m1@example.org>")])
+    assert out.case_number == "00001000" and out.case_id
+    return out.case_id
+
+
+async def acknowledgement(db: Database) -> dict[str, Any]:
+    [ack] = [m for m in (await show_case(db, "00001000"))["EmailMessages"] if not m["Incoming"]]
+    return ack
+
+
+async def outbox_feed(db: Database) -> list[str]:
+    return [f["Body"] for f in (await show_case(db, "00001000"))["Feed"] if f["Type"] == "OutboundMail"]
+
+
+@asynccontextmanager
+async def sending(db: Database, settings: OutboundSettings) -> AsyncIterator[None]:
+    """The outbox sender running (as the worker runs it) until the block ends."""
+    stopping = asyncio.Event()
+    task = asyncio.create_task(OutboxSender(db, settings).run(stopping))
+    try:
+        yield
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_the_acknowledgement_reads_queued_until_the_relay_has_it_then_sent(
+        store: Database, sink: tuple[Sink, int]) -> None:
+    handler, port = sink
+    settings = relay(port)
+    await open_case(store, settings)
+    queued = await acknowledgement(store)
+    assert (queued["Status"], queued["Incoming"]) == (EmailStatus.QUEUED, False)
+    assert handler.received == []
+
+    async def sent() -> bool:
+        return (await acknowledgement(store))["Status"] == EmailStatus.SENT
+
+    async with sending(store, settings):
+        assert await wait_until(sent)
+    assert [rcpts for _, rcpts, _ in handler.received] == [["ada@example.org"]]
+    done = await acknowledgement(store)
+    assert datetime.fromisoformat(done["MessageDate"]) >= datetime.fromisoformat(queued["MessageDate"])  # sent at
+    assert await outbox_feed(store) == []
+    async with store.session() as s:
+        assert (await s.execute(select(Outbox.Status, Outbox.SentDate.is_not(None)))).one() == ("sent", True)
+
+
+async def test_out_of_attempts_against_a_closed_port_it_reads_failed_and_the_feed_says_why(
+        store: Database) -> None:
+    settings = relay(free_port(), retry_initial=0.05, retry_max=0.1, max_attempts=3)
+    await open_case(store, settings)
+
+    async def failed() -> bool:
+        return (await acknowledgement(store))["Status"] == EmailStatus.FAILED
+
+    async with sending(store, settings):
+        assert await wait_until(failed)
+    [failure] = await outbox_feed(store)
+    assert failure.startswith("Acknowledgement to ada@example.org failed after 3 attempts: ")
+    async with store.session() as s:
+        status, attempts, error = (await s.execute(select(Outbox.Status, Outbox.Attempts, Outbox.LastError))).one()
+    assert (status, attempts) == ("failed", 3) and error and failure.endswith(error)
 
 
 def casegate(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

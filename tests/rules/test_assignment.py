@@ -86,3 +86,35 @@ def test_an_entry_with_several_criteria_needs_all_of_them() -> None:
                    {"subject": "Invoice 42"}, {"description": "no money"}):
         assert not matches(e, replace(FACTS, **change)), change
     assert assign([e], DEFAULT, replace(FACTS, priority="Low")) == Assignment(DEFAULT, None)
+
+
+# -- the facts are the case's stored fields ---------------------------------------------------------
+STORED = {"Id": "500000000000000AAA", "Origin": "SMS", "RoutingAddress": "+15550009999",
+          "Subject": "My router is broken", "Description": "My router is broken\nIt blinks red",
+          "Priority": "High", "Type": None, "OwnerId": ""}
+
+
+def test_facts_of_a_case_are_its_fields_by_salesforce_name() -> None:
+    assert CaseFacts.of_case(STORED, "Acme Corp") == CaseFacts(
+        origin="SMS", recipient="+15550009999", subject="My router is broken",
+        description="My router is broken\nIt blinks red", priority="High", account="Acme Corp")
+    assert CaseFacts.of_case({}, None) == CaseFacts(None, None, None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("criteria", "fields", "matched"),
+    [
+        ({"subject_contains": ["router"]}, {}, True),
+        ({"subject_contains": ["router"]}, {"Subject": None}, False),
+        ({"subject_regex": "^my router"}, {}, True),
+        ({"priority": "high"}, {}, True),
+        ({"priority": "High"}, {"Priority": "Low"}, False),
+        ({"origin": "sms"}, {}, True),
+        ({"recipient": "+15550009999"}, {}, True),
+        ({"recipient": "+15550009999"}, {"RoutingAddress": "+15550000000"}, False),
+        ({"description_regex": "red$"}, {}, True),
+    ],
+)
+def test_entries_match_on_the_stored_fields(criteria: dict[str, Any], fields: dict[str, Any], matched: bool) -> None:
+    facts = CaseFacts.of_case({**STORED, **fields}, None)
+    assert matches(entry(**criteria), facts) is matched

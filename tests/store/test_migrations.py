@@ -14,16 +14,16 @@ from typing import Any, TypeVar
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from config import RulesSettings
+from config import OutboundSettings, RoutingAddress, RulesSettings
 from store.case_policy import CasePolicy
 from store.case_service import CaseService
 from store.database import Database
 from store.inbound import InboundMessage
 from store.migrate import current_revision, downgrade, head_revision, upgrade
-from store.models import Base, Counter
+from store.models import Base, Counter, EmailMessage, Outbox
 from store.owners import ensure_owners
 
 T = TypeVar("T")
@@ -118,3 +118,45 @@ def test_downgrade_to_base_then_upgrade_again(store_url: str) -> None:
     assert set(Base.metadata.tables) <= on_sync_connection(store_url, table_names)
     assert on_sync_connection(store_url, schema_diff) == []
     assert on_sync_connection(store_url, case_number_counter) == [("CaseNumber", 999)]
+
+
+async def open_acknowledged_cases(url: str, n: int) -> None:
+    db = Database(url)
+    try:
+        owners = await ensure_owners(db, ["queue:Support"])
+        route = RoutingAddress(address="support@localhost")
+        service = CaseService(db, CasePolicy({route.address: route}, RulesSettings(), owners, b"k",
+                                             outbound=OutboundSettings(enabled=True)))
+        now = datetime.now(UTC)
+        await service.record_messages([InboundMessage(
+            channel="email", external_id=f"<m{i}@example.org>", envelope_id=f"env-{i}", received_at=now,
+            conversation_key=f"c{i}@example.org", sender_email=f"c{i}@example.org", subject=f"mail {i}",
+            recipients=("support@localhost",), message_id=f"<m{i}@example.org>") for i in range(n)])
+    finally:
+        await db.dispose()
+
+
+def outgoing_status(conn: Connection) -> list[tuple[str, str]]:
+    """(outbox Status, its EmailMessage's Status) of every outgoing mail, by recipient."""
+    rows = conn.execute(select(Outbox.Status, EmailMessage.Status).join(EmailMessage, EmailMessage.Id ==
+                                                                         Outbox.EmailMessageId)
+                        .order_by(Outbox.ToAddress))
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_0004_sets_the_status_of_outgoing_mail_from_its_outbox_row_and_back(store_url: str) -> None:
+    upgrade(store_url)
+    asyncio.run(open_acknowledged_cases(store_url, 3))
+    assert on_sync_connection(store_url, outgoing_status) == [("queued", "Q")] * 3
+    downgrade(store_url, "0003")  # as the older code wrote them: Sent from the start
+    assert on_sync_connection(store_url, outgoing_status) == [("queued", "3")] * 3
+
+    def deliver(conn: Connection) -> None:
+        for to, status in (("c0@example.org", "sent"), ("c1@example.org", "failed")):
+            conn.execute(update(Outbox).where(Outbox.ToAddress == to).values(Status=status))
+        conn.commit()
+
+    on_sync_connection(store_url, deliver)
+    upgrade(store_url)
+    assert on_sync_connection(store_url, outgoing_status) == [("sent", "3"), ("failed", "F"), ("queued", "Q")]
+    assert on_sync_connection(store_url, schema_diff) == []
