@@ -1,5 +1,6 @@
 """Settings of Email-to-Case beyond the SMTP listener: the routing addresses (case defaults,
-acknowledgement, closed-case policy), loop protection, and the relay casegate sends its own mail through."""
+acknowledgement, closed-case policy), loop protection, what is kept of one mail, and the relay casegate
+sends its own mail through."""
 
 from __future__ import annotations
 
@@ -68,6 +69,16 @@ class LoopSettings(Section):
     acknowledgements_per_address: int = Field(default=3, ge=0)
     """At most this many acknowledgement mails to one address per `acknowledgement_window_minutes`."""
     acknowledgement_window_minutes: float = Field(default=60.0, gt=0)
+
+
+class MailSettings(Section):
+    """What casegate keeps of one mail, whichever way it came (SMTP or IMAP). The raw original is always
+    kept whole in the blob store."""
+
+    max_attachments: int = Field(default=100, ge=0)
+    """Parts of one mail stored as attachments (a blob and an Attachment row each). Parts beyond this are
+    not stored: the cut is recorded (`truncated` = attachments, and a defect saying how many), and the raw
+    original still holds them."""
 
 
 class OutboundSettings(Section):

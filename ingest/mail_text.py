@@ -1,23 +1,25 @@
 """Bytes and names from mail made safe to use (pure): text in whatever charset a part declares, rightly
 or wrongly, and attachment file names a sender chose.
 
-`decode_text` never raises. A charset that is unknown (`unknown-8bit`, `x-unknown`, a typo) or not a text
-encoding (`base64`, `zlib`, `punycode`, whose decoding is quadratic) is read as UTF-8; text that is not what
-its UTF-8 or ASCII label says is read as UTF-8 if it looks like UTF-8 (a few bad bytes replaced), else as
-Windows-1252 (what "Latin-1" mail really is), else Latin-1. Each such guess is returned as a defect.
+`decode_text` never raises, and costs time linear in its input. Only the real text charsets of
+`ingest.charsets` are decoded as declared; any other label — unknown (`unknown-8bit`, `x-unknown`, a typo)
+or a codec that is no charset (`base64`, `zlib`, `idna`, `punycode`, whose decoding is quadratic) — is
+an unknown charset, read as UTF-8; text that is not what its UTF-8 or ASCII label says is read as UTF-8 if
+it looks like UTF-8 (a few bad bytes replaced), else as Windows-1252 (what "Latin-1" mail really is), else
+Latin-1. Each such guess is returned as a defect. `rfc2231_text` does the same for RFC 2231 parameters.
 """
 
 from __future__ import annotations
 
-import codecs
-import functools
+import email.utils
 import re
 import unicodedata
+
+from ingest.charsets import text_codec
 
 MAX_FILENAME_BYTES = 255
 """UTF-8 bytes of a file name: what file systems (and Salesforce ContentVersion.Title) take."""
 
-_NOT_TEXT = frozenset({"punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined"})
 _UTF8_OR_ASCII = frozenset({"utf-8", "ascii"})
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
 _EXTENSIONS = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif",
@@ -25,21 +27,6 @@ _EXTENSIONS = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".j
                "message/rfc822": ".eml", "message/delivery-status": ".txt", "text/csv": ".csv"}
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
 _UNSAFE_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn", "Zl", "Zp"})  # format, surrogate, unassigned, line
-
-
-@functools.lru_cache(maxsize=256)
-def _codec(charset: str | None) -> str | None:
-    """The codec name of a text charset label, or None if Python has no text codec of that name."""
-    if not charset:
-        return None
-    try:
-        info = codecs.lookup(charset.strip().strip('"').lower())
-    except (LookupError, ValueError, TypeError):
-        return None
-    name = info.name.replace("_", "-")
-    if name in _NOT_TEXT or not getattr(info, "_is_text_encoding", True):
-        return None
-    return name
 
 
 def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
@@ -50,7 +37,7 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
 
 
 def _decoded(data: bytes, charset: str | None) -> tuple[str, str | None]:
-    codec = _codec(charset)
+    codec = text_codec(charset)
     if codec is not None:
         try:
             return data.decode(codec), None
@@ -92,3 +79,15 @@ def safe_filename(name: str | None, default: str, content_type: str) -> str:
         ext = "." + ext
     room = MAX_FILENAME_BYTES - len(ext.encode("utf-8"))
     return stem.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip() + ext
+
+
+def rfc2231_text(value: object) -> str:
+    """A header parameter as `Message.get_param` hands it over — a string, or (charset, language, text)
+    for an RFC 2231 `name*=charset'lang'...` one — as text. `email.utils.collapse_rfc2231_value` would
+    decode it with whatever codec the sender names (quadratic punycode, idna that raises); this decodes
+    it as `decode_text` does."""
+    if isinstance(value, tuple) and len(value) == 3:
+        charset, _, text = value
+        raw = str(text).encode("raw-unicode-escape")
+        return decode_text(raw, charset if isinstance(charset, str) else "us-ascii")[0]
+    return email.utils.unquote(str(value))

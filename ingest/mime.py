@@ -4,8 +4,10 @@ the text and HTML bodies and the attachments. Shared by the SMTP and IMAP channe
 Tolerant by design: `parse_mail` never raises. A header, charset or part that cannot be decoded is
 replaced or skipped and recorded in `defects`; a message the parser gives up on (e.g. multiparts nested
 deeper than CPython's recursion limit) still yields its headers and the first text found in it. Bodies and
-headers are bounded by the Salesforce EmailMessage limits, and each cut is named in `truncated`; the raw
-original (kept by the caller) holds the rest.
+headers are bounded by the Salesforce EmailMessage limits, and at most `max_attachments` parts are kept;
+each cut is named in `truncated`; the raw original (kept by the caller) holds the rest. Text — bodies,
+RFC 2047 encoded words, RFC 2231 parameters (file names, charsets, boundaries) — is decoded only with the
+real text charsets of `ingest.charsets`, never with whatever codec a sender names (punycode is quadratic).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
+from ingest.charsets import text_codec
 from ingest.html_body import read_html
-from ingest.mail_text import decode_text, safe_filename
+from ingest.mail_text import decode_text, rfc2231_text, safe_filename
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 _SURROGATES = re.compile("[\udc80-\udcff]")
@@ -36,6 +39,9 @@ MAX_HEADER_VALUE = 32000
 """Longest header value the parser hands on: CPython's parameter parsing (`get_param`, which also finds
 the multipart boundary) is quadratic, 0.9 s for one 700 kB Content-Type."""
 MAX_DEFECTS = 20
+MAX_ATTACHMENTS = 100
+"""Parts kept from one mail by default (`[mail] max_attachments`): each is a blob and an Attachment row,
+and 10,000 tiny parts fit in a few megabytes."""
 _FEED_SLICE = 1 << 20
 
 
@@ -68,7 +74,9 @@ class ParsedMail:
     parts: list[MailPart] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     truncated: list[str] = field(default_factory=list)
-    """What was cut to its limit: "text", "html", "headers"."""
+    """What was cut to its limit: "text", "html", "headers", "attachments"."""
+    attachments_left_out: int = 0
+    """Parts beyond `max_attachments`, not in `parts` (only in the raw original)."""
 
     def defect(self, what: str) -> None:
         if len(self.defects) < MAX_DEFECTS and what not in self.defects:
@@ -101,13 +109,21 @@ def _header_text(value: object) -> str:
     if "=?" not in text:
         return " ".join(text.split()) if "\n" in text else text
     try:
-        return str(make_header(decode_header(text)))
-    except Exception:  # unknown charset, bad base64: decode word by word, or keep it as is
+        return str(make_header([_text_chunk(chunk, charset) for chunk, charset in decode_header(text)]))
+    except Exception:  # bad base64, bytes not in their charset: decode word by word, or keep it as is
         try:
             return "".join(decode_text(chunk, charset)[0] if isinstance(chunk, bytes) else chunk
                            for chunk, charset in decode_header(text))
         except Exception:
             return text
+
+
+def _text_chunk(chunk: bytes | str, charset: str | None) -> tuple[bytes | str, str | None]:
+    """An encoded word as `make_header` may decode it: one in a charset of `ingest.charsets` as it is, any
+    other (unknown, or a codec such as punycode, idna, base64_codec) decoded tolerantly here, as UTF-8."""
+    if not isinstance(chunk, bytes) or charset is None or text_codec(charset) is not None:
+        return chunk, charset
+    return decode_text(chunk, charset)[0].encode("utf-8", "replace"), "utf-8"
 
 
 def _addresses(value: str | None) -> list[tuple[str, str]]:
@@ -128,19 +144,19 @@ _POLICY = _RawHeaders()
 
 class _Message(Message):
     """A compat32 message whose multipart boundary lookup cannot raise: CPython's RFC 2231 decoding of a
-    `boundary*=` parameter raises on 8-bit bytes or a NUL in its charset, mid-parse. Without a boundary
-    the parser records NoBoundaryInMultipartDefect, and `_repaired` guesses the boundary from the body."""
+    `boundary*=` parameter raises on 8-bit bytes or a NUL in its charset, mid-parse, and decodes with any
+    codec named (punycode: quadratic). Without a boundary the parser records NoBoundaryInMultipartDefect,
+    and `_repaired` guesses the boundary from the body."""
 
     def get_boundary(self, failobj: Any = None) -> Any:
-        try:
-            return super().get_boundary(failobj)
-        except Exception:
-            return failobj
+        boundary = _param(self, "boundary", "content-type")
+        return failobj if boundary is None else rfc2231_text(boundary).rstrip()
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    """Everything a case needs from `raw`; never raises. Uses the compat32 parser and decodes only the
-    headers it needs: the `email.policy.default` header objects cost ten times as much for nothing we use."""
+def parse_mail(raw: bytes, *, max_attachments: int = MAX_ATTACHMENTS) -> ParsedMail:
+    """Everything a case needs from `raw`, with at most `max_attachments` parts; never raises. Uses the
+    compat32 parser and decodes only the headers it needs: the `email.policy.default` header objects cost
+    ten times as much for nothing we use."""
     out = ParsedMail()
     try:
         msg = _parsed(raw)
@@ -152,7 +168,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         return _salvaged(raw, out)
     try:
         _read_headers(msg, out)
-        _bodies(msg, out)
+        _bodies(msg, out, max_attachments)
     except Exception as e:  # RecursionError on a deep walk, or an unforeseen parser state
         out.defect(f"unreadable ({type(e).__name__}): headers and first text only")
         return _salvaged(raw, ParsedMail(defects=out.defects))
@@ -225,18 +241,20 @@ def _param(part: Message, name: str, header: str) -> object:
 
 
 def _filename(part: Message) -> str | None:
-    try:
-        return part.get_filename()
-    except Exception:
-        found = _param(part, "filename", "content-disposition") or _param(part, "name", "content-type")
-        return found if isinstance(found, str) else None
+    """`part.get_filename()`, with RFC 2231 names decoded by `rfc2231_text`, not by any codec named."""
+    found = _param(part, "filename", "content-disposition")
+    if found is None:
+        found = _param(part, "name", "content-type")
+    return None if found is None else rfc2231_text(found).strip()
 
 
 def _charset_of(part: Message) -> str | None:
-    try:
-        return part.get_content_charset()
-    except Exception:
+    """`part.get_content_charset()`, with an RFC 2231 `charset*=` decoded by `rfc2231_text`."""
+    found = _param(part, "charset", "content-type")
+    if found is None:
         return None
+    label = rfc2231_text(found)
+    return label.lower() if label.isascii() else None
 
 
 def _raw_payload(part: Message) -> object:
@@ -245,15 +263,20 @@ def _raw_payload(part: Message) -> object:
     return getattr(part, "_payload", None)
 
 
-def _bodies(msg: Message, out: ParsedMail) -> None:
+def _bodies(msg: Message, out: ParsedMail, max_attachments: int) -> None:
     """The first text/plain and text/html that are not attachments are the bodies; every other leaf
-    part (files, inline images, further texts) is an attachment."""
-    html = _leaves(msg, out, None, repair=True)
+    part (files, inline images, further texts) is an attachment, up to `max_attachments` of them."""
+    html = _leaves(msg, out, None, repair=True, room=max_attachments)
     _finish_bodies(out, html)
+    if out.attachments_left_out:
+        out.cut("attachments")
+        out.defect(f"more than {max_attachments} attachments: {out.attachments_left_out} more not stored "
+                   "(they are in the raw original)")
 
 
-def _leaves(msg: Message, out: ParsedMail, html: str | None, *, repair: bool) -> str | None:
-    """Reads the leaf parts of `msg` into `out`; the HTML body found so far, or `html`."""
+def _leaves(msg: Message, out: ParsedMail, html: str | None, *, repair: bool, room: int) -> str | None:
+    """Reads the leaf parts of `msg` into `out`, at most `room` attachments in all (the others are
+    counted in `out.attachments_left_out`); the HTML body found so far, or `html`."""
     for part in msg.walk():
         if part is not msg:
             for d in part.defects:
@@ -265,7 +288,7 @@ def _leaves(msg: Message, out: ParsedMail, html: str | None, *, repair: bool) ->
             repaired = _repaired(part) if repair else None
             if repaired is not None:
                 out.defect("multipart boundary missing or wrong: guessed from the body")
-                html = _leaves(repaired, out, html, repair=False)
+                html = _leaves(repaired, out, html, repair=False, room=room)
                 continue
             ctype = "text/plain"
         if ctype in ("text/plain", "text/html") and not _is_attachment(part) and (
@@ -275,6 +298,10 @@ def _leaves(msg: Message, out: ParsedMail, html: str | None, *, repair: bool) ->
                 out.text = body
             else:
                 html = body
+            continue
+        if len(out.parts) >= room:  # not even decoded: the raw original has it
+            if _raw_payload(part) or _is_attachment(part):
+                out.attachments_left_out += 1
             continue
         data = _payload(part)
         if data is None or (not data and not _is_attachment(part)):

@@ -4,8 +4,9 @@ accepted submission becomes one `web` envelope (entry type Form) that opens a ne
 Per field: `email` must be one address and the picklists (`type`, `reason`, `priority`) at most 40
 characters, else 400 naming the field; free text is never refused, only cut (`name`, `company` at 80,
 `subject` at 255; the description is kept whole in the blob store, 131,072 characters on the bus);
-an invalid `phone` is kept as typed in the entry's details. Undecodable bytes become U+FFFD. Spam
-defences: a honeypot field (answered as accepted, published nowhere) and a per-IP sliding-window rate
+an invalid `phone` is kept as typed in the entry's details. The body is read by `form_body` (bounded:
+text charsets only, at most 1,000 fields, no files, no nested multipart); undecodable bytes become U+FFFD.
+Spam defences: a honeypot field (answered as accepted, published nowhere) and a per-IP sliding-window rate
 limit (429). `retURL` is followed (303) only to a configured host; anything else gets the thank-you page.
 """
 
@@ -19,16 +20,15 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from email import policy as email_policy
-from email.parser import BytesParser
 from pathlib import Path
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 
 from config.channels import WebFormChannel
 from ingest.blobs import BlobStoreError
+from ingest.channels.form_body import Fields, parse_form
 from ingest.channels.webhook import ChannelContext, Rejected, e164, json_error, message_envelope, publish_all, webhook
 from ingest.envelope import Envelope, Sender
 from ingest.metrics import WEBHOOK_REJECTED
@@ -41,13 +41,11 @@ PICKLISTS = {"type": "Type", "reason": "Reason", "priority": "Priority"}
 PICKLIST_MAX = 40
 TEXT_ON_BUS = 131072
 """Characters of the description on the bus: what the case's entry keeps (the raw body is in the blob store)."""
-MAX_FIELDS = 1000
 HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
                                       "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff"}
 THANK_YOU = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Thank you</title></head>\n"
              "<body><main><h1>Thank you</h1><p>We received your request and will get back to you soon.</p>"
              "</main></body></html>\n")
-Fields = dict[str, list[str]]
 
 
 class RateLimiter:
@@ -117,43 +115,6 @@ def redirect_target(url: str, allowed_hosts: Sequence[str]) -> str | None:
         except ValueError:
             continue
     return None
-
-
-def _text(raw: bytes, charset: str, field: str) -> str:
-    try:
-        return raw.decode(charset, errors="replace")
-    except LookupError:
-        raise Rejected(400, f"unknown character set {charset!r}", field) from None
-
-
-def parse_form(body: bytes, content_type: str, charset: str, header: str = "") -> Fields:
-    """Form fields → their values, decoding undecodable bytes as U+FFFD. Raises Rejected for another
-    content type (415), a file (400 naming its field) or too many fields. `header`: the whole
-    Content-Type header (multipart: its boundary)."""
-    fields: Fields = {}
-    if content_type == "application/x-www-form-urlencoded":
-        for pair in body.split(b"&"):
-            if pair:
-                key, _, value = pair.partition(b"=")
-                fields.setdefault(_text(unquote_to_bytes(key.replace(b"+", b" ")), charset, "encoding"), []).append(
-                    _text(unquote_to_bytes(value.replace(b"+", b" ")), charset, "encoding"))
-    elif content_type == "multipart/form-data":
-        head = f"Content-Type: {header}\r\nMIME-Version: 1.0\r\n\r\n"
-        message = BytesParser(policy=email_policy.HTTP).parsebytes(head.encode() + body)
-        if not message.is_multipart() or not message.get_boundary():
-            raise Rejected(400, "malformed multipart body", None)
-        for part in message.iter_parts():
-            name = str(part.get_param("name", "", header="content-disposition"))
-            if part.get_filename() is not None:
-                raise Rejected(400, "files are not accepted", name or "file")
-            data = part.get_payload(decode=True)
-            raw = data if isinstance(data, bytes) else b""
-            fields.setdefault(name, []).append(_text(raw, part.get_content_charset() or charset, "encoding"))
-    else:
-        raise Rejected(415, "send application/x-www-form-urlencoded or multipart/form-data", None)
-    if sum(len(v) for v in fields.values()) > MAX_FIELDS:
-        raise Rejected(400, f"more than {MAX_FIELDS} fields", None)
-    return fields
 
 
 def _one(fields: Fields, name: str) -> str:
@@ -266,8 +227,7 @@ def mount(app: web.Application, ctx: ChannelContext) -> None:
     limiter = RateLimiter(ch.rate_limit_per_minute)
 
     async def handle(request: web.Request, body: bytes) -> web.StreamResponse:
-        charset = request.query.get("encoding") or request.charset or "utf-8"
-        fields = parse_form(body, request.content_type, charset, request.headers.get("Content-Type", ""))
+        fields = parse_form(body, request.headers.get("Content-Type", ""), request.query.get("encoding"))
         if ch.orgid:
             given = _one(fields, "orgid") or request.query.get("orgId") or request.query.get("orgid", "")
             if given != ch.orgid:

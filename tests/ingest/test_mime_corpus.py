@@ -55,7 +55,7 @@ def assert_well_formed(p: ParsedMail) -> None:
     for part in p.parts:
         assert isinstance(part, MailPart) and isinstance(part.data, bytes)
         assert_safe_name(part.name)
-    assert set(p.truncated) <= {"text", "html", "headers"}
+    assert set(p.truncated) <= {"text", "html", "headers", "attachments"}
 
 
 # --- every real message parses ---------------------------------------------------------------------------------
