@@ -1,7 +1,14 @@
 """The message trace: where every inbound message the system holds went — the case it is on and the
 threading rule that put it there, or suppressed with the reason (auto-reply, bounce, list, loop), or
 dead-lettered with the error. Read from the processed-message ledger, which the case service writes
-in the same transaction as the case, so the trace cannot disagree with the cases."""
+in the same transaction as the case, so the trace cannot disagree with the cases.
+
+The sender is the ledger's: the address, or for a message without one the conversation key. An email
+without any sender address — no From address, and the null reverse-path `MAIL FROM:<>` as envelope
+(a DSN, an auto-reply) — is keyed by the sha256 of its raw original, so that it stays a conversation
+of its own; the trace shows that sender as `<>`, the null path, not as a hash that names nobody. Over
+SMTP any other envelope sender is an address and is the sender; an IMAP message, which has no
+envelope, shows `<>` when it has no From address."""
 
 from __future__ import annotations
 
@@ -20,13 +27,20 @@ _COLUMNS = (ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMess
             ProcessedMessage.Subject, ProcessedMessage.EnvelopeId, ProcessedMessage.RawSha256)
 
 
+def _sender(row: Any) -> str | None:
+    """The ledger's sender, `<>` for an email keyed by its raw original (it had no sender address)."""
+    if row.Channel == "email" and row.RawSha256 and row.Sender == f"sha256:{row.RawSha256}":
+        return "<>"
+    return str(row.Sender) if row.Sender is not None else None
+
+
 def _entry(row: Any) -> dict[str, Any]:
     outcome = row.Outcome
     entry: dict[str, Any] = {
         "channel": row.Channel, "external_id": row.ExternalId, "message_id": row.MessageIdentifier,
         "received_at": iso_utc(row.ReceivedAt), "processed_at": iso_utc(row.ProcessedAt), "outcome": outcome,
         "case_number": row.CaseNumber, "rule": row.Rule if outcome in ("created", "threaded") else None,
-        "reason": row.Reason, "sender": row.Sender, "subject": row.Subject, "envelope_id": row.EnvelopeId,
+        "reason": row.Reason, "sender": _sender(row), "subject": row.Subject, "envelope_id": row.EnvelopeId,
         "raw_sha256": row.RawSha256,
     }
     if outcome == "suppressed":

@@ -1,6 +1,7 @@
-"""ingest.mail_noise: bounces, auto-replies and list mail over real formats (tests/data/noise, see its
-README for where each sample comes from), people's mail that must stay a case, and a bounce made by a
-real Postfix."""
+"""ingest.mail_noise and ingest.mail_bounce: bounces, auto-replies and list mail over real formats
+(tests/data/noise, see its README for where each sample comes from; the legacy bounce formats of
+Mailman's corpus are tests/ingest/test_bounce_corpus.py), people's mail that must stay a case and is
+never handed to the bounce detectors, and a bounce made by a real Postfix."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from ingest.mail_bounce import SCAN_LIMIT, bounce_hint, failures, notice, reverse_path
 from ingest.mail_noise import Noise, NoiseKind, classify
 from ingest.mime import parse_mail
 from tests.mta import start_postfix_relay
@@ -65,6 +67,7 @@ AUTOMATIC: list[tuple[str, str | None, NoiseKind, str]] = [
      "Content-Type: multipart/report; report-type=disposition-notification"),
     ("null-sender-ack.eml", None, "auto-reply", "Return-Path: <>"),  # IMAP: no envelope, Return-Path header
     ("null-sender-ack.eml", "", "auto-reply", "MAIL FROM: <>"),
+    ("null-sender-ack.eml", "<>", "auto-reply", "MAIL FROM: <>"),  # the null reverse-path as aiosmtpd gives it
     ("mailman-post.eml", "users-bounces+support=noise.test@lists.example.org", "list",
      "List-Id: Users of Example <users.lists.example.org>"),  # List-Id wins over its Precedence: list
     ("newsletter.eml", "bounce-mc.us21_1234567.8901234-support=noise.test@mail123.atl41.mcdlv.net", "list",
@@ -87,13 +90,87 @@ PEOPLE = [
     ("human-forwarding-dsn.eml", "r.singh@customer.test"),  # a multipart/report attached, not the message
     ("human-auto-submitted-no.eml", "l.meyer@customer.test"),  # RFC 3834: "no" is a person
     ("human-postmaster.eml", "postmaster@customer.test"),  # a person writing from postmaster@
+    # subjects that open like a failure notice: the bounce detectors look, find no failure, it stays a case
+    ("human-delivery-failure-subject.eml", "h.jansen@customer.test"),  # a parcel "could not be delivered"
+    ("human-returned-mail-subject.eml", "olaf.berg@customer.test"),  # "Returned mail: RMA 7781" (a return)
+    ("human-undeliverable-subject.eml", "it@customer.test"),  # "Undeliverable: your invoices" + 550 5.7.1
 ]
+NOTICE_SUBJECTS = {"human-delivery-failure-subject.eml", "human-returned-mail-subject.eml",
+                   "human-undeliverable-subject.eml"}
 
 
 @pytest.mark.parametrize(("name", "mail_from"), PEOPLE)
 @pytest.mark.parametrize("smtp", [True, False])
 def test_people_are_not_noise(name: str, mail_from: str, smtp: bool) -> None:
     assert classify_file(name, mail_from if smtp else None) is None
+
+
+@pytest.mark.parametrize(("name", "mail_from"), PEOPLE)
+def test_people_are_not_handed_to_the_bounce_detectors(name: str, mail_from: str) -> None:
+    """The cost guard: people's mail gives no hint (null or daemon sender, notice-like subject), so the
+    detectors never run on it; a forwarded bounce ("Fwd: Undelivered Mail ...") least of all, where
+    they would find the quoted failure (human-forwarding-dsn.eml). Only notice-like subjects look."""
+    raw = (DATA / name).read_bytes()
+    parsed = parse_mail(raw)
+    hint = bounce_hint(parsed, mail_from)
+    if name in NOTICE_SUBJECTS:
+        assert hint == f"Subject: {parsed.subject}"
+    elif name != "human-postmaster.eml":  # From postmaster@: read as a possible bounce, see below
+        assert hint is None
+
+
+def test_a_forwarded_bounce_would_fool_the_detectors() -> None:
+    """Why a forward is never handed to them: flufl.bounce finds the failure quoted in it."""
+    raw = (DATA / "human-forwarding-dsn.eml").read_bytes()
+    tree = notice(raw)
+    assert tree is not None and failures(tree) == (("sales@noise.test",), True)
+    assert classify(parse_mail(raw), raw, "r.singh@customer.test") is None
+
+
+@pytest.mark.parametrize(("given", "read"), [("<>", ""), (" <> ", ""), ("< >", ""), ("", ""), (None, None),
+                                             ("ada@example.org", "ada@example.org")])
+def test_null_reverse_path_spellings(given: str | None, read: str | None) -> None:
+    assert reverse_path(given) == read
+
+
+def test_legacy_notice_is_a_bounce_only_by_the_detectors_verdict() -> None:
+    """An SMTP32 "Undeliverable Mail" from postmaster@ with an ordinary envelope sender: the failed
+    recipient is what makes it a bounce; the same notice with the address taken out is a person's."""
+    raw = (Path(__file__).parent.parent / "data" / "bounces" / "smtp32_05.txt").read_bytes()
+    found = classify(parse_mail(raw), raw, "postmaster@jmrpowersports.com")
+    assert found == Noise("bounce", "From: postmaster@jmrpowersports.com", (), ("userx@example.com",), True)
+    blank = raw.replace(b"userx@example.com", b"someone")
+    assert classify(parse_mail(blank), blank, "postmaster@jmrpowersports.com") is None
+    # with the null reverse-path it is automatic mail all the same
+    assert classify(parse_mail(blank), blank, "<>") == Noise("bounce", "From: postmaster@jmrpowersports.com")
+
+
+def test_a_subject_alone_never_decides() -> None:
+    """A notice-like subject from an ordinary sender, and nothing a detector recognises: a person's."""
+    raw = (DATA / "human-thunderbird.eml").read_bytes().replace(
+        b"Subject: RX-100 does not start after update", b"Subject: Undelivered Mail Returned to Sender")
+    assert classify(parse_mail(raw), raw, "m.kowalski@customer.test") is None
+
+
+def test_a_large_returned_original_is_read_up_to_the_scan_limit() -> None:
+    """qmail returns the whole original inline: 4 MB of it after the notice change nothing (the
+    detectors read the first SCAN_LIMIT bytes, the Message-ID scan the whole body)."""
+    raw = (DATA / "qmail.eml").read_bytes()
+    big = raw.rstrip(b"\r\n") + b"\r\n" + (b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=" * 40 + b"\r\n") * 3000
+    assert len(big) > 4_000_000 > SCAN_LIMIT
+    found = classify(parse_mail(big), big, "")
+    assert found == classify_file("qmail.eml", "")
+
+
+def test_a_report_nested_past_the_recursion_limit_does_not_raise() -> None:
+    """parse_mail salvages such a message; reading it as a bounce must not raise either."""
+    depth = 3000
+    opening = "".join(f'Content-Type: multipart/report; report-type=delivery-status; boundary="b{i}"\r\n\r\n'
+                      f"--b{i}\r\n" for i in range(depth))
+    raw = ("From: MAILER-DAEMON@mx.customer.test\r\nTo: agent@noise.test\r\nSubject: Undelivered Mail\r\n"
+           "MIME-Version: 1.0\r\n" + opening + "Content-Type: text/plain\r\n\r\nfailed\r\n").encode()
+    found = classify(parse_mail(raw), raw, "")
+    assert found is not None and found.kind == "bounce"
 
 
 def test_report_wins_over_auto_submitted_and_null_sender() -> None:
@@ -175,7 +252,7 @@ def test_real_postfix_bounces() -> None:
     found = {}
     for mail_from, rcpts, raw in peer.received:
         assert (mail_from, rcpts) == ("<>", ["agent@noise.test"])
-        noise = classify(parse_mail(raw), raw, "")
+        noise = classify(parse_mail(raw), raw, mail_from)  # the null reverse-path as aiosmtpd gives it
         assert noise is not None
         found[noise.permanent] = noise
     assert found[True] == Noise("bounce", REPORT, ("<case-3001.fail@noise.test>",), ("nobody@customer.test",), True)

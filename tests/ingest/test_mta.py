@@ -1,10 +1,13 @@
 """The SMTP channel as real mail software sees it: swaks sessions (8-bit mail, SIZE, STARTTLS,
-PIPELINING) and a Postfix relay in front of casegate, which must keep and retry a mail answered 451."""
+PIPELINING, the null reverse-path) and a Postfix relay in front of casegate, which must keep and retry a
+mail answered 451, keeps the null reverse-path, and sends casegate its own bounce of a refused mail."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,11 +17,15 @@ import trustme
 
 from config import Settings
 from ingest.blobs import PACK_SCHEMA
+from store import message_trace
+from store.models import Outbox
 from tests.mta import PostfixRelay, Swaks
 from tests.pipeline import Pipeline, settings_for, start_pipeline
-from tests.services import service_missing
+from tests.services import free_port, service_missing
 
 StartRelay = Callable[[int], Awaitable[PostfixRelay]]
+
+NOISE = Path(__file__).parent.parent / "data" / "noise"
 
 SMALL_LIMIT = 8192  # smtp.max_message_size for the SIZE test (bytes)
 
@@ -56,6 +63,25 @@ async def one_case(p: Pipeline) -> dict[str, Any]:
 def incoming_ids(case: dict[str, Any]) -> list[str]:
     """Message-IDs of the mails the customer sent (outbound auto-responses are EmailMessages too)."""
     return [m["MessageIdentifier"] for m in case["EmailMessages"] if m["Incoming"]]
+
+
+def acknowledging(tmp_path: Path) -> Settings:
+    """The embedded deployment acknowledging new cases: an acknowledgement is queued in the outbox
+    when a case opens (the relay it would go to is not listening: it stays queued)."""
+    return settings_for("local-sqlite", tmp_path, outbound={
+        "enabled": True, "host": "127.0.0.1", "port": free_port(), "hostname": "cases.example.net",
+        "poll_interval": 0.05, "timeout": 5})
+
+
+async def traced(p: Pipeline, count: int, timeout: float = 30) -> dict[str, dict[str, Any]]:
+    """The message trace (`casegate messages export`) by Message-ID, once it holds `count` messages."""
+    assert p.daemon.db is not None
+    end = time.monotonic() + timeout
+    while True:
+        entries = {e["message_id"]: e async for e in message_trace.export(p.daemon.db)}
+        if len(entries) >= count or time.monotonic() > end:
+            return entries
+        await asyncio.sleep(0.05)
 
 
 # -- swaks -> casegate ----------------------------------------------------------------------------
@@ -147,6 +173,43 @@ async def test_swaks_pipelining_sends_the_envelope_in_one_flight(swaks: Swaks, t
         await p.daemon.stop()
 
 
+async def test_swaks_null_reverse_path_opens_no_case_gets_no_acknowledgement_and_traces_as_null_sender(
+        swaks: Swaks, tmp_path: Path) -> None:
+    """`MAIL FROM:<>` (RFC 5321 4.5.5: DSNs, auto-replies) is automatic mail whatever its headers say:
+    no case, no acknowledgement; the trace names the null path `<>` as sender when the mail has no
+    From address (swaks writes an empty From: for --from '<>'), not the hash it is keyed by."""
+    p = await start_pipeline(acknowledging(tmp_path))
+    try:
+        port = p.daemon.smtp_port
+        bare = await swaks.run(port, "--from", "<>", "--to", "support@localhost", "--header", "Subject: Your request",
+                               "--header", "Message-Id: <null-bare@swaks.test>")
+        assert re.search(r"^ -> MAIL FROM:<>$", bare.transcript, re.M), bare.transcript
+        assert bare.final_reply().startswith("250 2.0.0"), bare.transcript
+        # a shop's acknowledgement: a From address and no marker at all but the null reverse-path (as
+        # relayed: the Return-Path: <> that final delivery wrote is not there yet)
+        ack = (NOISE / "null-sender-ack.eml").read_bytes().replace(b"Return-Path: <>\n", b"")
+        shop = await swaks.run(port, "--from", "<>", "--to", "support@localhost", "--data", write_mail(tmp_path, ack))
+        assert shop.final_reply().startswith("250 2.0.0"), shop.transcript
+        # a person, after them: a case and its acknowledgement
+        person = await swaks.run(port, "--from", "zoe@example.org", "--to", "support@localhost",
+                                 "--data", write_mail(tmp_path, utf8_mail("<person@example.org>")))
+        assert person.final_reply().startswith("250 2.0.0"), person.transcript
+        case = await one_case(p)
+        assert incoming_ids(case) == ["<person@example.org>"]
+        assert await p.count(Outbox) == 1  # the person's acknowledgement, nobody else's
+        trace = await traced(p, 3)
+    finally:
+        await p.daemon.stop()
+    null_path = {k: trace[k] for k in ("<null-bare@swaks.test>", "<ack-88213@shop.customer.test>")}
+    assert {k: (e["outcome"], e["suppressed"], e["reason"]) for k, e in null_path.items()} == {
+        k: ("suppressed", "auto-reply", "auto-reply: MAIL FROM: <>") for k in null_path}
+    assert trace["<null-bare@swaks.test>"]["sender"] == "<>"
+    assert trace["<null-bare@swaks.test>"]["raw_sha256"]  # the hash stays in its own field
+    assert trace["<ack-88213@shop.customer.test>"]["sender"] == "noreply@shop.customer.test"
+    assert (trace["<person@example.org>"]["outcome"], trace["<person@example.org>"]["sender"]) == (
+        "created", "zoe@example.org")
+
+
 # -- swaks -> Postfix -> casegate -----------------------------------------------------------------
 async def test_postfix_relays_8bit_mail_over_starttls_to_a_case(
         deployment_settings: Callable[..., Settings], swaks: Swaks, postfix_relay: StartRelay,
@@ -221,3 +284,41 @@ async def test_postfix_keeps_a_mail_answered_451_and_a_flush_after_recovery_make
         if holder is not None:
             holder.close()
         await p.daemon.stop()
+
+
+async def test_postfix_keeps_the_null_reverse_path_and_its_bounce_of_a_refused_mail_opens_nothing(
+        swaks: Swaks, postfix_relay: StartRelay, tmp_path: Path) -> None:
+    """Through a real MTA: Postfix hands a null-sender mail on with `MAIL FROM:<>`, and when casegate
+    refuses a recipient (550 5.1.1, not a support address) Postfix returns the mail to its sender — a
+    routing address — with a DSN of its own, from MAILER-DAEMON with the null reverse-path. Neither
+    opens a case or is acknowledged; the trace says where each went."""
+    p = await start_pipeline(acknowledging(tmp_path))
+    try:
+        relay = await postfix_relay(p.daemon.smtp_port)
+        null = await swaks.run(relay.port, "--from", "<>", "--to", "support@localhost", "--header",
+                               "Subject: Your request", "--header", "Message-Id: <null-via-postfix@swaks.test>")
+        assert null.final_reply().startswith("250 2.0.0 Ok: queued as"), null.transcript
+        refused = await swaks.run(relay.port, "--from", "support@localhost", "--to", "nobody@example.org",
+                                  "--header", "Subject: [Case 00001000] Your order",
+                                  "--header", "Message-Id: <refused@cases.example.net>")
+        assert refused.final_reply().startswith("250 2.0.0 Ok: queued as"), refused.transcript
+        await relay.wait_log(r"to=<nobody@example\.org>, .*status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] "
+                             r"said: 550 5\.1\.1 ")
+        await relay.wait_log(r"(?s)to=<support@localhost>, .*status=sent.*to=<support@localhost>, .*status=sent")
+        log = relay.log_text()
+        assert re.search(r"> 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: MAIL FROM:<>", log), log  # on the wire to casegate
+        assert re.search(r"postfix-casegate-test/bounce\[\d+\]: \w+: sender non-delivery notification: \w+", log), log
+        trace = await traced(p, 2)
+        await p.wait_idle()
+        assert await p.cases() == []
+        assert await p.count(Outbox) == 0
+    finally:
+        await p.daemon.stop()
+    relayed = trace["<null-via-postfix@swaks.test>"]
+    assert (relayed["outcome"], relayed["suppressed"], relayed["reason"], relayed["sender"]) == (
+        "suppressed", "auto-reply", "auto-reply: MAIL FROM: <>", "<>")
+    [dsn] = [e for k, e in trace.items() if k != "<null-via-postfix@swaks.test>"]
+    assert (dsn["outcome"], dsn["suppressed"], dsn["sender"], dsn["subject"]) == (
+        "suppressed", "bounce", "mailer-daemon@mta.example.test", "Undelivered Mail Returned to Sender")
+    assert dsn["reason"] == ("bounce: Content-Type: multipart/report; report-type=delivery-status; "
+                             "the bounced mail is not ours")
