@@ -1,4 +1,4 @@
-"""The one message format on the bus (DESIGN.md §3), version 1: encode and decode.
+"""The one message format on the bus, version 1: encode and decode.
 
 Decoding checks the `schema` version before anything else, so a record written by a newer casegate
 fails loudly (and goes to the dead-letter topic) instead of being half-understood.

@@ -1,4 +1,6 @@
-"""Meta webhooks on one route (reference/channels.md §3, §4): WhatsApp Cloud API, Messenger and Instagram.
+"""Meta webhooks on one route: WhatsApp Cloud API, Messenger and Instagram
+(https://developers.facebook.com/docs/graph-api/webhooks/getting-started,
+https://developers.facebook.com/docs/messenger-platform/webhook).
 
 GET answers the subscription handshake (`hub.mode=subscribe` + our verify token → the challenge).
 POST is verified first — `X-Hub-Signature-256: sha256=<hex>` is HMAC-SHA256(app secret, raw body) — then

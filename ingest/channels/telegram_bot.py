@@ -1,5 +1,5 @@
-"""Telegram Bot API webhook (reference/channels.md §5): one `Update` per POST, verified by the secret
-token Telegram echoes in `X-Telegram-Bot-Api-Secret-Token` (there is no body signature).
+"""Telegram Bot API webhook (https://core.telegram.org/bots/api#setwebhook, #update): one `Update` per
+POST, verified by the secret token Telegram echoes in `X-Telegram-Bot-Api-Secret-Token` (there is no body signature).
 
 What becomes a message on channel `telegram`, with `update_id` as its idempotency key:
 - `message`: text or caption as the text; a photo (largest size), document, audio, voice, video,

@@ -1,5 +1,6 @@
-"""Twilio Programmable Messaging (reference/channels.md §1): SMS, MMS and WhatsApp via Twilio, and the
-X-Twilio-Signature check every Twilio route shares (the voice routes of twilio_voice.py use it too).
+"""Twilio Programmable Messaging (https://www.twilio.com/docs/messaging/guides/webhook-request): SMS,
+MMS and WhatsApp via Twilio, and the X-Twilio-Signature check every Twilio route shares (the voice
+routes of twilio_voice.py use it too).
 
 An inbound message becomes one envelope (channel `sms`, or `whatsapp` when From is `whatsapp:+…`;
 external id = MessageSid, so a redelivery is one message), acknowledged with an empty TwiML
@@ -54,7 +55,7 @@ DETAILS = {"AccountSid": "account_sid", "MessagingServiceSid": "messaging_servic
 """Twilio fields kept in the conversation entry's details (when present and not empty)."""
 
 
-# -- X-Twilio-Signature (channels.md §1 "Signature") ----------------------------------------------
+# -- X-Twilio-Signature (https://www.twilio.com/docs/usage/webhooks/webhooks-security) -------------
 def twilio_signature(secret: str, url: str, params: Mapping[str, Sequence[str]] | None = None,
                      digest: Digest = hashlib.sha1) -> str:
     """base64(HMAC(secret, url + each param name + value, names sorted, each distinct value sorted))."""

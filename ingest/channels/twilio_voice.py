@@ -1,6 +1,6 @@
-"""Twilio Programmable Voice as a call source (reference/channels.md §2), on `voice_path` (and
-`<voice_path>/status`), signed with X-Twilio-Signature like messaging (the check is passed in by
-twilio_messaging.mount, which owns it).
+"""Twilio Programmable Voice as a call source (https://www.twilio.com/docs/usage/webhooks/voice-webhooks),
+on `voice_path` (and `<voice_path>/status`), signed with X-Twilio-Signature like messaging (the check
+is passed in by twilio_messaging.mount, which owns it).
 
 Each final call status callback (completed, busy, no-answer, failed, canceled) becomes one call entry
 (channel `phone`, entry type Call) from the customer — From on an inbound call, To on an outbound

@@ -1,4 +1,5 @@
-"""Web-to-Case (reference/channels.md §9): a browser POSTs a form with Salesforce's field names; every
+"""Web-to-Case (Salesforce's form, https://help.salesforce.com/s/articleView?id=service.customizesupport_web_to_case_notes.htm):
+a browser POSTs a form with Salesforce's field names; every
 accepted submission becomes one `web` envelope (entry type Form) that opens a new case.
 
 Per field: `email` must be one address and the picklists (`type`, `reason`, `priority`) at most 40

@@ -1,4 +1,4 @@
-"""What every webhook channel shares (reference/channels.md §0): read the raw body first, within the
+"""What every webhook channel shares: read the raw body first, within the
 size limit (413); verify it before parsing anything (401 missing, 403 wrong); refuse malformed input
 with 400 and a JSON body naming the field; publish every message of the request and answer 200 only
 once the bus has them all — 503 otherwise, so the provider delivers again (dedupe makes that safe).

@@ -26,7 +26,7 @@ SECRET = "test_app_secret"
 VERIFY_TOKEN = "let-me-in"
 PATH = "/hooks/meta"
 
-# channels.md §3: one text message and one document in the same delivery
+# WhatsApp Cloud API's documented shapes: one text message and one document in the same delivery
 WHATSAPP_EXAMPLE: dict[str, Any] = {
     "object": "whatsapp_business_account",
     "entry": [{
@@ -52,7 +52,7 @@ WHATSAPP_EXAMPLE: dict[str, Any] = {
     }],
 }
 
-# channels.md §4: a Messenger text and an image attachment
+# Messenger's documented shapes: a Messenger text and an image attachment
 MESSENGER_EXAMPLE: dict[str, Any] = {
     "object": "page",
     "entry": [{
@@ -70,7 +70,7 @@ MESSENGER_EXAMPLE: dict[str, Any] = {
 
 VECTOR_BODY = (rb'{"object":"page","entry":[{"id":"1","time":1,"messaging":'
                rb'[{"message":{"text":"\u00e4\u00f6\u00e5"}}]}]}')
-"""channels.md Appendix A #9: signed with SECRET it is sha256=e57fe0e2..."""
+"""A body with escaped unicode as Meta sends it; signed with SECRET it is sha256=e57fe0e2..."""
 
 
 def meta_bytes(payload: Any) -> bytes:
@@ -150,7 +150,7 @@ async def nothing_published(p: Pipeline) -> None:
 
 
 def test_the_test_signs_as_meta_does() -> None:
-    """channels.md Appendix A #8 (GitHub's vector of the same construction) and #9 (escaped unicode)."""
+    """GitHub's published vector of the same construction (X-Hub-Signature-256), and the escaped-unicode body."""
     assert signature(b"Hello, World!", "It's a Secret to Everybody") == (
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
     body = meta_bytes({"object": "page", "entry": [{"id": "1", "time": 1, "messaging": [
@@ -342,7 +342,7 @@ async def test_malformed_deliveries_are_refused_with_the_field_and_publish_nothi
     del no_sender["entry"][0]["messaging"][0]["sender"]
     field = "entry[0].messaging[0].sender"
     assert await post(meta, no_sender) == (400, {"error": f"missing or invalid field {field}", "field": field})
-    # channels.md Appendix A #9 as it comes on the wire: the signature holds, the event lacks its sender
+    # the escaped-unicode body as it comes on the wire: the signature holds, the event lacks its sender
     assert (await post(meta, None, body=VECTOR_BODY,
                        sig="sha256=e57fe0e254957c4a60e7706ce5347df1d2a169d4b67f1263f9eaa80760933951")) == (
         400, {"error": f"missing or invalid field {field}", "field": field})

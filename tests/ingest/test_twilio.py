@@ -105,7 +105,7 @@ def entries(case: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     return [(e["Channel"], e["EntryType"], e["Message"]) for e in case["ConversationEntries"]]
 
 
-# -- the signature, against Twilio's published vectors (channels.md Appendix A) --------------------
+# -- the signature, against Twilio's published vectors (twilio-python's tests and security docs) --------------------
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
 VECTOR_PARAMS = {"CallSid": ["CA1234567890ABCDE"], "Caller": ["+14158675309"], "Digits": ["1234"],
                  "From": ["+14158675309"], "To": ["+18005551212"]}
