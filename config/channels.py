@@ -10,15 +10,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from config.sections import OwnerRef, Section
+from config.case_values import OptionalPicklist, Owner, PhoneRegion, Picklist
+from config.sections import Section
 
 
 class ChannelBase(Section):
     enabled: bool = False
-    origin: str = ""
+    origin: OptionalPicklist = ""
     """Case Origin of cases this channel opens. Empty = the channel's own name (SMS, WhatsApp, ...)."""
-    priority: str = "Medium"
-    owner: OwnerRef | None = None
+    priority: Picklist = "Medium"
+    owner: Owner | None = None
     """Owner of new cases from this channel before assignment rules. Empty = assignment rules."""
     conversation_window_hours: float = Field(default=24.0, gt=0)
     """A message from the same person within this many hours of the last one goes on the same open case."""
@@ -69,7 +70,7 @@ class WebFormChannel(ChannelBase):
     trusted_proxies: int = Field(default=0, ge=0)
     """Reverse proxies in front of casegate that append to X-Forwarded-For: the client IP (rate limit) is
     that many entries from its right. 0 = the peer address of the connection."""
-    default_region: str = Field(default="", pattern=r"^([A-Z]{2})?$")
+    default_region: PhoneRegion = Field(default="", pattern=r"^([A-Z]{2})?$")
     """Region (ISO 3166 alpha-2, e.g. GB) of phone numbers typed without +country code. "" = they need one."""
     daily_cap: int = Field(default=5000, ge=1)
     """Cases per 24 hours (Salesforce: 5,000); submissions beyond it are kept pending, not lost."""
@@ -204,7 +205,7 @@ class CtiChannel(ChannelBase):
     bearer_token_file: str = ""
     """Optional: call events may instead carry `Authorization: Bearer <this>`, for senders that cannot
     sign (EventBridge API destinations). Empty = only signed events are accepted."""
-    default_region: str = Field(default="", pattern=r"^([A-Z]{2})?$")
+    default_region: PhoneRegion = Field(default="", pattern=r"^([A-Z]{2})?$")
     """ISO country (GB, US ...) for numbers the CTI sends without a country code. Empty = numbers must
     be international (+44..., or all digits with the country code)."""
 
@@ -230,7 +231,7 @@ class ChatChannel(ChannelBase):
     path: str = "/hooks/chat"
     replay_window_seconds: int = Field(default=300, ge=1)
     """A request whose X-Casegate-Timestamp is further than this from now (past or future) is refused."""
-    default_region: str = Field(default="", pattern=r"^([A-Z]{2})?$")
+    default_region: PhoneRegion = Field(default="", pattern=r"^([A-Z]{2})?$")
     """ISO country (GB, US ...) for visitor phone numbers given without a country code."""
 
     def _secret_pairs(self) -> list[tuple[str, str, str]]:

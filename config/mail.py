@@ -4,23 +4,36 @@ sends its own mail through."""
 
 from __future__ import annotations
 
+import re
 from string import Template
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from config.sections import EmailAddress, OwnerRef, Section
+from config.case_values import OptionalPicklist, Owner, Picklist
+from config.sections import EmailAddress, Section
 
 TEMPLATE_FIELDS = ("case_number", "subject", "name", "email", "thread_token")
 """What acknowledgement and notice templates may use."""
 
 
+def _host_name(v: str) -> str:
+    if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?", v) or ".." in v:
+        raise ValueError("must be a host name (letters, digits, '-', '_' and dots), e.g. support.example.com")
+    return v
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+"""A host name as mail writes it after `@` in a Message-ID and in the SMTP greeting: a value with spaces
+or brackets would make every Message-ID casegate writes unreadable to the mail it threads by."""
+
+
 class RoutingAddress(Section):
     address: EmailAddress
-    origin: str = "Email"
-    priority: str = "Medium"
-    type: str = ""
-    owner: OwnerRef | None = None
+    origin: Picklist = "Email"
+    priority: Picklist = "Medium"
+    type: OptionalPicklist = ""
+    owner: Owner | None = None
     """Owner for new cases from this address (before assignment rules). Empty = assignment rules."""
     closed_case_policy: Literal["reopen", "reopen_within_days", "new_case", "reject"] = "reopen_within_days"
     """What a customer's mail to a closed case does: reopen it; reopen it only if it closed less than
@@ -92,7 +105,7 @@ class OutboundSettings(Section):
     username: str = ""
     password: str = ""
     timeout: float = Field(default=30.0, gt=0)
-    hostname: str = "casegate.localhost"
+    hostname: HostName = "casegate.localhost"
     """Domain of the Message-IDs casegate makes."""
     poll_interval: float = Field(default=1.0, gt=0)
     retry_initial: float = Field(default=30.0, gt=0)

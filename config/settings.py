@@ -9,14 +9,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.case_values import OpenStatus, OptionalPicklist, Owner
 from config.channels import ChannelsSettings
-from config.mail import LoopSettings, OutboundSettings, RoutingAddress
+from config.mail import HostName, LoopSettings, OutboundSettings, RoutingAddress
 from config.mailboxes import MailboxSettings
-from config.sections import OwnerRef, Section
+from config.sections import Section
 
 
 class StoreSettings(Section):
@@ -39,8 +41,10 @@ class StoreSettings(Section):
 class LocalBusSettings(Section):
     path: str = ""
     """The embedded bus log (SQLite). Empty = `<data_dir>/bus.db`."""
-    fsync: bool = False
-    """True: every group commit is flushed to disk (survives power loss). False: survives kill -9."""
+    fsync: bool = True
+    """True: every group commit is flushed to disk (SQLite synchronous=FULL) before the publishes it
+    carries are confirmed, so mail answered 250 survives power loss and a kernel crash; one flush
+    covers every hand-off waiting on it. False: survives kill -9 only; for throwaway rigs."""
     busy_timeout: float = Field(default=5.0, gt=0)
     max_batch: int = Field(default=512, ge=1)
     """How many publishes one group commit may carry."""
@@ -80,7 +84,9 @@ class BusSettings(Section):
 class BlobSettings(Section):
     path: str = ""
     """Directory of the content-addressed blob store. Empty = `<data_dir>/blobs`."""
-    fsync: bool = False
+    fsync: bool = True
+    """True: a blob is on disk before the message is acknowledged (the pack: synchronous=FULL, group
+    committed; a file: fsynced, renamed, its directory fsynced). False: for throwaway rigs."""
     pack_max_size: int = Field(default=262144, ge=0)
     """Blobs up to this many bytes are kept in one SQLite pack in the directory (group-committed);
     larger ones are files. 0 = files only (use that when the directory is a network share)."""
@@ -92,7 +98,7 @@ class SmtpSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=2525, ge=0, le=65535)
-    hostname: str = "casegate.localhost"
+    hostname: HostName = "casegate.localhost"
     """Name the server greets with."""
     max_message_size: int = Field(default=36700160, ge=1024)
     """Bytes; larger messages are refused with 552."""
@@ -151,6 +157,23 @@ class HttpSettings(Section):
     0 = no per-address cap. Behind a reverse proxy every connection comes from the proxy: raise it
     above the proxy's upstream concurrency, or set 0."""
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        """Providers sign the URL they call: a value that is not one would make every signature fail."""
+        if not v:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+                or any(c.isspace() for c in v):
+            raise ValueError("must be an http:// or https:// URL with a host and no query, as providers call it "
+                             "(e.g. https://support.example.com)")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("its port is not a number from 0 to 65535") from None
+        return v
+
 
 class AdminSettings(Section):
     enabled: bool = True
@@ -165,14 +188,14 @@ class AdminSettings(Section):
 
 class AssignmentEntry(Section):
     name: str
-    owner: OwnerRef
-    origin: str | None = None
+    owner: Owner
+    origin: OptionalPicklist | None = None
     recipient: str | None = None
     subject_contains: list[str] = []
     description_contains: list[str] = []
     subject_regex: str | None = None
     description_regex: str | None = None
-    priority: str | None = None
+    priority: OptionalPicklist | None = None
     account: str | None = None
     """Name of the contact's account."""
 
@@ -188,10 +211,11 @@ class AssignmentEntry(Section):
 
 
 class RulesSettings(Section):
-    default_owner: OwnerRef = "queue:Support"
+    default_owner: Owner = "queue:Support"
     assignment: list[AssignmentEntry] = []
-    reopen_status: str = "Working"
-    """Status a closed case takes when the customer writes again."""
+    reopen_status: OpenStatus = "Working"
+    """Status a closed case takes when the customer writes again: an open one (New, Working, On Hold,
+    Escalated)."""
 
 
 class WorkerSettings(Section):
@@ -204,6 +228,22 @@ class WorkerSettings(Section):
     retry_max: float = Field(default=30.0, gt=0)
     drain_timeout: float = Field(default=20.0, gt=0)
     """Seconds to finish in-flight work on SIGTERM."""
+
+
+class RunSettings(Section):
+    processes: PositiveInt | Literal["auto"] = "auto"
+    """How many ingest processes `casegate run` (no --role) starts under its supervisor, besides one
+    worker process; they share the SMTP and HTTP ports (SO_REUSEPORT). "auto" = the number of CPUs this
+    process may run on. `--role all` runs everything in one process instead."""
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _count_or_auto(cls, v: object) -> object:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        if isinstance(v, str) and v.strip().isdigit() and int(v) >= 1:
+            return int(v)
+        raise ValueError('must be "auto" or a number of processes (1 or more)')
 
 
 class ThreadingSettings(Section):
@@ -230,6 +270,7 @@ class Settings(BaseSettings):
     routing: list[RoutingAddress] = [RoutingAddress(address="support@localhost")]
     rules: RulesSettings = RulesSettings()
     worker: WorkerSettings = WorkerSettings()
+    run: RunSettings = RunSettings()
     threading: ThreadingSettings = ThreadingSettings()
     loops: LoopSettings = LoopSettings()
     channels: ChannelsSettings = ChannelsSettings()

@@ -3,7 +3,8 @@ loop, and stops them in order on SIGTERM — stop accepting (421), finish the ha
 let the worker finish and commit its batch, close the bus and the store, exit 0.
 
 Roles: `ingest` (channels → bus), `worker` (bus → case store); `all` runs both (the embedded default).
-Listeners: SMTP (ingest role), the public HTTP port (webhooks, `/healthz`) and the admin port
+Listeners: SMTP (ingest role), the public HTTP port (`/healthz`; webhooks in the ingest role, the
+routes that read the case store, such as the CTI screen pop, in every role) and the admin port
 (`/healthz`, `/readyz`, `/metrics`; started last, so a ready answer means every listener is up). Each
 has a cap on open connections fitted into the open-file limit at start (ingest/descriptor_budget.py),
 and accept() failures are logged once per interval (ingest/accept_errors.py).
@@ -86,8 +87,12 @@ async def open_store(settings: Settings, *, migrate: bool | None = None) -> Data
 
 
 def owner_refs(settings: Settings) -> set[str]:
+    """Every owner the settings name (rules, routing addresses, channel sections): resolved at start, so
+    no message meets an owner the worker does not know."""
     refs = {settings.rules.default_owner, *(e.owner for e in settings.rules.assignment)}
-    return refs | {r.owner for r in settings.routing if r.owner}
+    channels = settings.channels
+    sections = [getattr(channels, name) for name in type(channels).model_fields]
+    return refs | {r.owner for r in settings.routing if r.owner} | {c.owner for c in sections if c.owner}
 
 
 async def make_worker(settings: Settings, db: Database, bus: Bus, blobs: BlobStore) -> Worker:
@@ -107,6 +112,9 @@ class Daemon:
         self.settings = settings
         self.ingest = role in ("all", "ingest")
         self.work = role in ("all", "worker")
+        self.drain_bus = self.ingest
+        """On SIGTERM the worker goes on until the bus is empty (bounded by drain_timeout): in one process
+        with the channels, and in a supervised worker, stopped after its ingest processes (supervisor.py)."""
         self.bus: Bus = open_bus(settings)
         self.blobs = BlobStore(settings.blob_path, fsync=settings.blobs.fsync,
                                pack_max_size=settings.blobs.pack_max_size, busy_timeout=settings.blobs.busy_timeout)
@@ -178,10 +186,9 @@ class Daemon:
                                     state_path(s.data_path))
             self.imap.start()
         if s.http.enabled:
-            app = public_app()
-            if self.ingest:
-                self.channels = ChannelContext(Publisher(self.bus, self.blobs, s.bus.topic), s, self.db)
-                self.webhooks = mount_channels(app, self.channels)
+            app = public_app()  # the ingest role: every webhook; the worker role: the routes reading the store
+            self.channels = ChannelContext(Publisher(self.bus, self.blobs, s.bus.topic), s, self.db)
+            self.webhooks = mount_channels(app, self.channels, ingest=self.ingest)
             count_responses(app)
             guard = self.guards["http"] = ConnectionGuard("http", self.caps.http, s.http.max_connections_per_ip,
                                                           http_refusal)
@@ -234,7 +241,7 @@ class Daemon:
         # All roles in one process: on SIGTERM, finish what the channels already put on the bus
         # (bounded by drain_timeout), so a stopped embedded daemon leaves nothing half-way.
         await worker.run(self._stopping)
-        if self.ingest:
+        if self.drain_bus:
             deadline = asyncio.get_running_loop().time() + self.settings.worker.drain_timeout / 2
             await worker.run(self._stopping, drain_until=deadline)
 

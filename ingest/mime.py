@@ -8,6 +8,8 @@ headers are bounded by the Salesforce EmailMessage limits, and at most `max_atta
 each cut is named in `truncated`; the raw original (kept by the caller) holds the rest. Text — bodies,
 RFC 2047 encoded words, RFC 2231 parameters (file names, charsets, boundaries) — is decoded only with the
 real text charsets of `ingest.charsets`, never with whatever codec a sender names (punycode is quadratic).
+The Message-ID is kept twice: as the header was written, and normalised (`store.message_ids`), so a
+malformed one (`abc@host`, `<abc@host`) is still keyed, threaded and traced.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any
 from ingest.charsets import text_codec
 from ingest.html_body import read_html
 from ingest.mail_text import decode_text, rfc2231_text, safe_filename
+from store.message_ids import message_id as message_id  # re-exported: the worker and the bounce reader
+from store.message_ids import message_ids as message_ids
 
-_MSGID = re.compile(r"<[^<>\s]+>")
 _SURROGATES = re.compile("[\udc80-\udcff]")
 THREAD_HEADERS = ("Message-ID", "In-Reply-To", "References", "Thread-Index", "Thread-Topic",
                   "Auto-Submitted", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress",
@@ -63,6 +66,10 @@ class ParsedMail:
     subject: str | None = None
     date: datetime | None = None
     message_id: str | None = None
+    """The normalised Message-ID (`store.message_ids.message_id`): what the mail is keyed and threaded by."""
+    message_id_header: str | None = None
+    """The Message-ID header as the mail wrote it (surrounding white space removed, at most 2,000
+    characters), so a malformed one can still be traced; None when the mail has none."""
     in_reply_to: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
@@ -85,11 +92,6 @@ class ParsedMail:
     def cut(self, what: str) -> None:
         if what not in self.truncated:
             self.truncated.append(what)
-
-
-def message_ids(value: str | None) -> list[str]:
-    """The `<id@host>` tokens in a Message-ID, In-Reply-To or References header, in order."""
-    return _MSGID.findall(value or "")
 
 
 def _decoded(value: object) -> str:
@@ -210,8 +212,8 @@ def _read_headers(msg: Message, out: ParsedMail) -> None:
         found = get(name.lower())
         if found is not None:
             out.headers[name] = _decoded(found).strip()[:2000]
-    ids = message_ids(out.headers.get("Message-ID"))
-    out.message_id = ids[0] if ids else None
+    out.message_id_header = out.headers.get("Message-ID")
+    out.message_id = message_id(out.message_id_header)
     out.in_reply_to = message_ids(out.headers.get("In-Reply-To"))
     out.references = message_ids(out.headers.get("References"))
     lines, size = [], 0

@@ -25,7 +25,7 @@ from ingest.blobs import BlobStore
 from ingest.bus import Bus, BusError, Consumer, Record
 from ingest.envelope import Envelope, EnvelopeError, decode
 from ingest.metrics import WORKER_BATCH_SECONDS, WORKER_DEAD_LETTERED, WORKER_MESSAGES, WORKER_RETRIES
-from ingest.mime import message_ids
+from ingest.mime import message_id, message_ids
 from store.case_service import CaseService
 from store.errors import PermanentStoreError, TemporaryStoreError
 from store.inbound import InboundAttachment, InboundMessage, Outcome
@@ -44,7 +44,7 @@ def to_inbound(env: Envelope) -> InboundMessage:
         channel=env.channel, external_id=env.external_id, envelope_id=env.id, received_at=env.received_at,
         conversation_key=env.conversation_key, sender_email=env.sender.email, sender_name=env.sender.name,
         sender_phone=env.sender.phone, recipients=env.recipients, subject=env.subject, text=env.text,
-        html=env.html, message_id=next(iter(message_ids(h.get("Message-ID"))), None),
+        html=env.html, message_id=message_id(h.get("Message-ID")), message_id_header=h.get("Message-ID"),
         in_reply_to=tuple(message_ids(h.get("In-Reply-To"))), references=tuple(message_ids(h.get("References"))),
         thread_index=h.get("Thread-Index"), to_address=h.get("To") or None, cc_address=h.get("Cc") or None,
         headers=env.meta.get("raw_headers"), message_date=datetime.fromisoformat(date) if date else None,

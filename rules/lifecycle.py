@@ -1,14 +1,15 @@
 """The case status model: which Status values exist, which are closed, and what a change implies
-(IsClosed and ClosedDate follow Status, as Salesforce's CaseStatus.IsClosed does)."""
+(IsClosed and ClosedDate follow Status, as Salesforce's CaseStatus.IsClosed does). The names themselves
+are in `config.case_values`, so that settings naming a status are checked at start."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-OPEN_STATUSES = ("New", "Working", "On Hold", "Escalated")
-CLOSED_STATUSES = ("Closed",)
-DEFAULT_STATUS = "New"
+from config.case_values import CLOSED_STATUSES, DEFAULT_STATUS, OPEN_STATUSES
+
+__all__ = ["CLOSED_STATUSES", "DEFAULT_STATUS", "OPEN_STATUSES", "StatusChange", "change_status", "is_closed"]
 
 
 def is_closed(status: str) -> bool:

@@ -41,7 +41,7 @@ from store.outbound_mail import compose
 
 LIMITS = {"picklist": 40, "comments": 4000, "handle": 255, "reason": 1000, "subject": 255, "description": 32000,
           "supplied": 80, "phone": 40, "body": 131072, "headers": 32000, "email_subject": 3000, "address": 4000,
-          "from": 1000, "message_id": 765, "feed": 255, "key": 320}
+          "from": 1000, "message_id": 765, "message_id_header": 255, "feed": 255, "key": 320}
 
 
 def _cut(value: str | None, limit: str) -> str | None:
@@ -204,6 +204,7 @@ class BatchWriter:
             "Outcome": outcome, "Rule": rule, "Reason": _cut(reason, "reason"), "CaseId": case_id,
             "EmailMessageId": email_id, "Sender": _cut(email_key(m.sender_email) or m.conversation_key, "key"),
             "Subject": _cut(m.subject, "subject"), "MessageIdentifier": _cut(m.message_id, "message_id"),
+            "MessageIdHeader": _cut(m.message_id_header, "message_id_header"),
             "RawSha256": m.raw_sha256, "ReceivedAt": m.received_at, "ProcessedAt": self.now,
         })
 

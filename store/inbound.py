@@ -35,6 +35,9 @@ class InboundMessage:
     text: str | None = None
     html: str | None = None
     message_id: str | None = None
+    """The normalised Message-ID (`store.message_ids.message_id`): what threading keys by."""
+    message_id_header: str | None = None
+    """An email's Message-ID header as written (the trace shows it, and finds the mail by it)."""
     in_reply_to: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     thread_index: str | None = None

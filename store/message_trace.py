@@ -3,6 +3,10 @@ threading rule that put it there, or suppressed with the reason (auto-reply, bou
 dead-lettered with the error. Read from the processed-message ledger, which the case service writes
 in the same transaction as the case, so the trace cannot disagree with the cases.
 
+An email shows its Message-ID twice: `message_id`, the normalised id it is keyed and threaded by
+(`store.message_ids`), and `message_id_header`, the header as the mail wrote it — so a malformed one
+(`abc@host`, `<abc@host`, an empty header) is still there to be asked about, and `find` takes either.
+
 The sender is the ledger's: the address, or for a message without one the conversation key. An email
 without any sender address — no From address, and the null reverse-path `MAIL FROM:<>` as envelope
 (a DSN, an auto-reply) — is keyed by the sha256 of its raw original, so that it stays a conversation
@@ -16,15 +20,18 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select, tuple_
+from sqlalchemy import Connection, and_, or_, select, tuple_
 
 from store.database import Database, iso_utc
+from store.message_ids import message_id as normalised_id
 from store.models import Case, ProcessedMessage
 
 _COLUMNS = (ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMessage.MessageIdentifier,
             ProcessedMessage.ReceivedAt, ProcessedMessage.ProcessedAt, ProcessedMessage.Outcome,
             ProcessedMessage.Rule, ProcessedMessage.Reason, Case.CaseNumber, ProcessedMessage.Sender,
-            ProcessedMessage.Subject, ProcessedMessage.EnvelopeId, ProcessedMessage.RawSha256)
+            ProcessedMessage.Subject, ProcessedMessage.EnvelopeId, ProcessedMessage.RawSha256,
+            ProcessedMessage.MessageIdHeader)
+HEADER_CHARS = ProcessedMessage.MessageIdHeader.type.length
 
 
 def _sender(row: Any) -> str | None:
@@ -38,6 +45,7 @@ def _entry(row: Any) -> dict[str, Any]:
     outcome = row.Outcome
     entry: dict[str, Any] = {
         "channel": row.Channel, "external_id": row.ExternalId, "message_id": row.MessageIdentifier,
+        "message_id_header": row.MessageIdHeader,
         "received_at": iso_utc(row.ReceivedAt), "processed_at": iso_utc(row.ProcessedAt), "outcome": outcome,
         "case_number": row.CaseNumber, "rule": row.Rule if outcome in ("created", "threaded") else None,
         "reason": row.Reason, "sender": _sender(row), "subject": row.Subject, "envelope_id": row.EnvelopeId,
@@ -76,13 +84,19 @@ async def export(db: Database, since: datetime | None = None, page: int = 5000) 
 
 
 async def find(db: Database, message_id: str) -> list[dict[str, Any]]:
-    """What happened to the message with this Message-ID (with or without <>) or external id."""
+    """What happened to the message named by `message_id`, as the operator saw it: the Message-ID header
+    as the mail wrote it (`abc@host`, `<abc@host`, `<abc@host> (comment)`), its normalised id with or
+    without <>, or the external id. A header that names an id is found through that id (indexed); one
+    that names none (empty: `""`, `<>`, words with spaces) by the header itself."""
     wanted = message_id.strip()
-    bracketed = wanted if wanted.startswith("<") else f"<{wanted}>"
+    normalised = normalised_id(wanted)
+    by_header = (ProcessedMessage.MessageIdentifier == normalised if normalised is not None else
+                 and_(ProcessedMessage.MessageIdHeader == wanted[:HEADER_CHARS],
+                      ProcessedMessage.MessageIdentifier.is_(None)))  # the partial index's rows
 
     def read(conn: Connection) -> list[Any]:
-        q = _query().where(or_(ProcessedMessage.MessageIdentifier == bracketed,
-                               ProcessedMessage.ExternalId.in_([wanted, bracketed])))
+        external = {wanted, normalised} - {None, ""}
+        q = _query().where(or_(by_header, ProcessedMessage.ExternalId.in_(external)) if external else by_header)
         return list(conn.execute(q.order_by(ProcessedMessage.ReceivedAt)).all())
 
     return [_entry(r) for r in await db.transaction(read)]

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -294,6 +295,10 @@ class ThreadReference(Base):
     CreatedDate: Mapped[datetime]
 
 
+UNNORMALISED_ID = '"MessageIdHeader" IS NOT NULL AND "MessageIdentifier" IS NULL'
+"""The ledger rows of emails whose Message-ID header names no id (empty, `<>`, words with spaces)."""
+
+
 class ProcessedMessage(Base):
     """The ledger that makes processing idempotent: one row per (channel, external id) ever handled."""
 
@@ -301,7 +306,9 @@ class ProcessedMessage(Base):
     Channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     ExternalId: Mapped[str] = mapped_column(String(765), primary_key=True)
     EnvelopeId: Mapped[str] = mapped_column(String(36))
-    __table_args__ = (Index("ix_processed_message_sender_received", "Sender", "ReceivedAt"),)
+    __table_args__ = (Index("ix_processed_message_sender_received", "Sender", "ReceivedAt"),
+                      Index("ix_processed_message_unnormalised_id", "MessageIdHeader",
+                            sqlite_where=text(UNNORMALISED_ID), postgresql_where=text(UNNORMALISED_ID)))
     Outcome: Mapped[str] = mapped_column(String(20))
     """created, threaded, suppressed (kept, opened nothing: see Reason) or dead-lettered (see Reason;
     replaced by the real outcome when a replay succeeds)."""
@@ -314,6 +321,11 @@ class ProcessedMessage(Base):
     Sender: Mapped[str | None] = mapped_column(String(320))
     Subject: Mapped[str | None] = mapped_column(String(255))
     MessageIdentifier: Mapped[str | None] = mapped_column(String(765), index=True)
+    """The normalised Message-ID of an email (`store.message_ids.message_id`)."""
+    MessageIdHeader: Mapped[str | None] = mapped_column(String(255))
+    """An email's Message-ID header as written (cut at 255 characters); "" for an empty one. Only the
+    rows whose header names no id are indexed (`ix_processed_message_unnormalised_id`): every other
+    header is found through its normalised id."""
     RawSha256: Mapped[str | None] = mapped_column(String(64))
     ReceivedAt: Mapped[datetime] = mapped_column(index=True)
     ProcessedAt: Mapped[datetime]

@@ -22,12 +22,17 @@ however often, and under whichever `event_id`, the platform delivers it. What th
 The customer is the ANI of an inbound call and the DNIS of an outbound one.
 
 `GET [channels.cti] lookup_path?ani=<number>` (default /cti/lookup) with `Authorization: Bearer
-<lookup_token>` answers the contacts with that number and their open cases (store.caller_lookup). It
-needs the case store: processes without the worker role answer 503.
+<lookup_token>` answers the contacts with that number and their open cases (store.caller_lookup). Every
+process with the public HTTP listener serves it, whatever its role, each on a read-only connection of
+its own to the case store (`CallerDirectory`): a softphone calls the public URL, and with
+`http.reuse_port` an ingest and a worker process on one port may each take the request. The ingest
+role mounts the whole channel (`mount`), the worker role only the lookup (`mount_reads`). While the
+case store cannot be reached the lookup answers 503 (retry); mail and webhooks are not affected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +40,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+import structlog
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -56,7 +62,7 @@ from ingest.channels.webhook import (
     webhook,
 )
 from ingest.envelope import Envelope, Sender
-from store.caller_lookup import find_caller
+from store.caller_lookup import CONNECT_TIMEOUT, CallerDirectory
 
 SCHEMA = "cti.call.v1"
 LIVE = ("call.offered", "call.answered")
@@ -64,6 +70,9 @@ FOLLOW_UPS = ("call.wrapup", "recording.available", "transcript.available")
 EVENT_TYPES = (*LIVE, "call.ended", *FOLLOW_UPS)
 MAX_EVENTS = 500
 MAX_ID = 255
+LOOKUP_TIMEOUT = CONNECT_TIMEOUT + 1.0
+"""Seconds a screen pop may take before it is answered 503 (the phone is ringing)."""
+log = structlog.get_logger("casegate.cti")
 _TITLES = {"call.offered": "Ringing: ", "call.answered": "Answered: ", "call.ended": "",
            "call.wrapup": "Wrap-up: ", "recording.available": "Recording: ", "transcript.available": "Transcript: "}
 
@@ -234,7 +243,8 @@ async def receive(ctx: ChannelContext, request: web.Request, body: bytes) -> web
     return await publish_all(ctx, "cti", envelopes)
 
 
-async def lookup(ctx: ChannelContext, request: web.Request, body: bytes) -> web.StreamResponse:
+async def lookup(ctx: ChannelContext, directory: CallerDirectory, request: web.Request,
+                 body: bytes) -> web.StreamResponse:
     """The screen pop: contacts with this number and their open cases, most recently active first."""
     section = ctx.settings.channels.cti
     given = bearer_of(request.headers.get("Authorization"))
@@ -248,17 +258,30 @@ async def lookup(ctx: ChannelContext, request: web.Request, body: bytes) -> web.
     phone = e164(raw.strip(), section.default_region or None)
     if phone is None:
         raise Rejected(400, "ani is missing or not a phone number", "ani")
-    if ctx.db is None:
-        return json_error(503, "the caller lookup is served by casegate processes with the worker role "
-                               "(they hold the case store); route this path to one of them")
     try:
-        match = await find_caller(ctx.db, phone)
-    except (SQLAlchemyError, OSError):
+        async with asyncio.timeout(LOOKUP_TIMEOUT):
+            match = await directory.find(phone)
+    except (SQLAlchemyError, OSError, TimeoutError) as e:
+        log.warning("cti.lookup_unavailable", channel="phone", error=f"{type(e).__name__}: {str(e)[:300]}")
         return json_error(503, "the case store is unavailable; please retry")
     return web.json_response(match.as_json())
 
 
 def mount(app: web.Application, ctx: ChannelContext) -> None:
+    """The whole channel, for the ingest role: call events and the lookup."""
     section = ctx.settings.channels.cti
     app.router.add_post(section.path, webhook("cti", ctx, partial(receive, ctx)))
-    app.router.add_get(section.lookup_path, webhook("cti", ctx, partial(lookup, ctx)))
+    mount_reads(app, ctx)
+
+
+def mount_reads(app: web.Application, ctx: ChannelContext) -> None:
+    """The lookup alone, for processes that take no call events (the worker role); it reads the case
+    store on a read-only connection of its own, closed with the application."""
+    settings = ctx.settings
+    directory = CallerDirectory(settings.store_url, pool_size=min(2, settings.store.pool_size))
+
+    async def close(_app: web.Application) -> None:
+        await directory.close()
+
+    app.on_cleanup.append(close)
+    app.router.add_get(settings.channels.cti.lookup_path, webhook("cti", ctx, partial(lookup, ctx, directory)))

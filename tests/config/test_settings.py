@@ -377,3 +377,70 @@ def test_cli_missing_or_broken_file_exits_2(tmp_path: Path, content: str | None)
     done = run_casegate(tmp_path, "run", "--config", "bad.toml")
     assert done.returncode == 2, done.stderr
     assert "bad.toml" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- values the store or the rules would only refuse later are refused at start ----------------------
+LONG = "x" * 41
+STARTUP_CHECKED = [
+    ('[rules]\nreopen_status = "Wroking"\n', "rules.reopen_status", "unknown case status 'Wroking'"),
+    ('[rules]\nreopen_status = "Closed"\n', "rules.reopen_status", "'Closed' is a closed status"),
+    (f'[[routing]]\naddress = "support@localhost"\norigin = "{LONG}"\n', "routing[0].origin", "at most 40"),
+    ('[[routing]]\naddress = "support@localhost"\npriority = ""\n', "routing[0].priority", "must not be empty"),
+    (f'[[routing]]\naddress = "support@localhost"\ntype = "{LONG}"\n', "routing[0].type", "at most 40"),
+    (f'[channels.chat]\norigin = "{LONG}"\n', "channels.chat.origin", "at most 40"),
+    ('[channels.twilio]\npriority = "High\\n"\n', "channels.twilio.priority", "control characters"),
+    (f'[[rules.assignment]]\nname = "x"\nowner = "queue:Support"\npriority = "{LONG}"\n',
+     "rules.assignment[0].priority", "at most 40"),
+    ('[channels.chat]\nowner = "user:bob"\n', "channels.chat.owner", "email address"),
+    (f'[rules]\ndefault_owner = "queue:{"q" * 81}"\n', "rules.default_owner", "at most 80"),
+    (f'[[routing]]\naddress = "support@localhost"\nowner = "user:{"u" * 120}@example.org"\n', "routing[0].owner",
+     "at most 128"),
+    ('[channels.cti]\ndefault_region = "ZZ"\n', "channels.cti.default_region", "not a region"),
+    ('[channels.web_form]\ndefault_region = "UK"\n', "channels.web_form.default_region", "not a region"),
+    ('[http]\npublic_base_url = "support.example.com"\n', "http.public_base_url", "http:// or https:// URL"),
+    ('[http]\npublic_base_url = "https://support.example.com:99999"\n', "http.public_base_url", "port"),
+    ('[outbound]\nhostname = "casegate host"\n', "outbound.hostname", "must be a host name"),
+    ('[smtp]\nhostname = "<mx.example.com>"\n', "smtp.hostname", "must be a host name"),
+]
+
+
+@pytest.mark.parametrize(("toml", "key", "reason"), STARTUP_CHECKED, ids=[k for _, k, _ in STARTUP_CHECKED])
+def test_values_only_used_later_are_checked_when_loading(tmp_path: Path, toml: str, key: str, reason: str) -> None:
+    msg = problems_of(write(tmp_path, toml))
+    assert f"{key}: " in msg and reason in msg, msg
+
+
+@pytest.mark.parametrize(("toml", "key", "reason"), STARTUP_CHECKED, ids=[k for _, k, _ in STARTUP_CHECKED])
+def test_cli_run_exits_2_naming_a_value_only_used_later(tmp_path: Path, toml: str, key: str, reason: str) -> None:
+    write(tmp_path, toml, "bad.toml")
+    ports = {"CASEGATE_SMTP__PORT": "0", "CASEGATE_HTTP__PORT": "0", "CASEGATE_ADMIN__PORT": "0"}
+    done = run_casegate(tmp_path, "run", "--config", "bad.toml", env=ports)
+    assert done.returncode == 2, done.stderr
+    assert f"{key}: " in done.stderr and reason in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "casegate-data").exists()  # refused before anything was started
+
+
+def test_the_values_that_are_fine_still_load(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, """
+[http]
+public_base_url = "https://support.example.com:8443/casegate"
+
+[[routing]]
+address = "support@example.com"
+origin = "Email"
+priority = "Urgent"
+type = ""
+owner = "user:Lead@Example.com"
+
+[rules]
+reopen_status = "On Hold"
+
+[channels.cti]
+default_region = "GB"
+owner = "queue:Phones"
+origin = ""
+"""))
+    assert s.rules.reopen_status == "On Hold" and s.routing[0].priority == "Urgent"
+    assert (s.channels.cti.default_region, s.channels.cti.owner) == ("GB", "queue:Phones")
+    for status in ("New", "Working", "On Hold", "Escalated"):
+        assert Settings(rules={"reopen_status": status}).rules.reopen_status == status

@@ -276,10 +276,32 @@ async def test_lookup_needs_its_token_a_phone_number_and_answers_empty_for_stran
         await p.daemon.stop()
 
 
-async def test_lookup_in_a_process_without_the_case_store_says_where_it_is_served(tmp_path: Path) -> None:
-    p = await start_pipeline(settings_for("local-sqlite", tmp_path, channels=channels()), role="ingest")
+async def test_an_ingest_process_pops_the_screen_from_the_case_store_and_a_worker_process_too(
+        deployment_settings: Callable[..., Settings]) -> None:
+    """Split roles in one process, each on its own HTTP port: the ingest role takes the call and answers the
+    lookup on a read-only connection of its own; the worker role, which takes no call events, answers it
+    too. Before the case store exists the ingest answers 503 (retry), and creates nothing."""
+    settings = deployment_settings(channels=channels())
+    store_file = settings.data_path / "cases.db"
+    ingest = await start_pipeline(settings, role="ingest")
     try:
-        status, answer = await lookup(p, ANI)
-        assert status == 503 and "worker role" in answer["error"]
+        assert ingest.daemon.db is None and ingest.daemon.worker is None
+        if not settings.store.url:  # SQLite: not migrated until a worker starts
+            status, answer = await lookup(ingest, ANI)
+            assert status == 503 and "retry" in answer["error"] and not store_file.exists()
+        assert await post(ingest, event("call-split")) == (200, {"accepted": 1})
+        worker = await start_pipeline(settings, role="worker")
+        try:
+            [case] = await worker.wait_for(lambda cs: len(cs) == 1)
+            for p in (ingest, worker):
+                status, found = await lookup(p, ANI)
+                assert status == 200, found
+                assert [c["CaseNumber"] for c in found["cases"]] == [case["CaseNumber"]]
+                assert [c["Phone"] for c in found["contacts"]] == [ANI]
+            async with aiohttp.ClientSession() as http, http.post(  # the worker takes no call events
+                    f"http://127.0.0.1:{worker.daemon.http_port}/hooks/cti", data=b"{}") as r:
+                assert r.status == 404
+        finally:
+            await worker.daemon.stop()
     finally:
-        await p.daemon.stop()
+        await ingest.daemon.stop()

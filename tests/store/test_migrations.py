@@ -160,3 +160,48 @@ def test_0004_sets_the_status_of_outgoing_mail_from_its_outbox_row_and_back(stor
     upgrade(store_url)
     assert on_sync_connection(store_url, outgoing_status) == [("sent", "3"), ("failed", "F"), ("queued", "Q")]
     assert on_sync_connection(store_url, schema_diff) == []
+
+
+async def record_mails_with_message_id_headers(url: str) -> None:
+    db = Database(url)
+    try:
+        owners = await ensure_owners(db, ["queue:Support"])
+        service = CaseService(db, CasePolicy({}, RulesSettings(), owners, b"k"))
+        now = datetime.now(UTC)
+        await service.record_messages([InboundMessage(
+            channel="email", external_id=external, envelope_id=f"env-{i}", received_at=now,
+            conversation_key=f"c{i}@example.org", sender_email=f"c{i}@example.org", subject=f"mail {i}",
+            message_id=normalised, message_id_header=header)
+            for i, (external, normalised, header) in enumerate([("<abc@host>", "<abc@host>", "abc@host"),
+                                                                 ("sha256:00", None, "")])])
+    finally:
+        await db.dispose()
+
+
+def ledger_headers(conn: Connection) -> list[tuple[str, str | None, str | None]]:
+    rows = conn.exec_driver_sql('SELECT "ExternalId", "MessageIdentifier", "MessageIdHeader" FROM processed_message '
+                                'ORDER BY "ExternalId"')
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def ledger_indexes(conn: Connection) -> dict[str, dict[str, Any]]:
+    return {str(i["name"]): dict(i["dialect_options"]) for i in inspect(conn).get_indexes("processed_message")}
+
+
+def test_0005_keeps_the_message_id_header_as_written_and_indexes_only_those_naming_no_id(store_url: str) -> None:
+    upgrade(store_url)
+    asyncio.run(record_mails_with_message_id_headers(store_url))
+    assert on_sync_connection(store_url, ledger_headers) == [("<abc@host>", "<abc@host>", "abc@host"),
+                                                             ("sha256:00", None, "")]
+    partial = on_sync_connection(store_url, ledger_indexes)["ix_processed_message_unnormalised_id"]
+    where = str(partial.get("postgresql_where", partial.get("sqlite_where")))
+    assert '"MessageIdentifier" IS NULL' in where.replace("(", "").replace(")", ""), where  # a partial index
+    downgrade(store_url, "0004")
+    assert "ix_processed_message_unnormalised_id" not in on_sync_connection(store_url, ledger_indexes)
+    columns = on_sync_connection(store_url, lambda c: [col["name"] for col in inspect(c).get_columns(
+        "processed_message")])
+    assert "MessageIdHeader" not in columns and "MessageIdentifier" in columns
+    upgrade(store_url)
+    assert on_sync_connection(store_url, ledger_headers) == [("<abc@host>", "<abc@host>", None),
+                                                             ("sha256:00", None, None)]
+    assert on_sync_connection(store_url, schema_diff) == []
