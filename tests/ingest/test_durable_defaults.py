@@ -100,3 +100,16 @@ async def test_the_daemon_hands_off_durably_by_default_and_without_fsync_when_to
             assert [c["Subject"] for c in cases] == [f"fsync {fsync}"]
         finally:
             await p.daemon.stop()
+
+
+async def test_the_sqlite_case_store_commits_to_disk_before_the_bus_offset_moves(tmp_path: Path) -> None:
+    """The worker commits a batch's cases, then its bus offset (flushed, above): the cases must be on disk
+    first, or a power loss could keep the offset and lose the cases."""
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path))
+    try:
+        assert p.daemon.db is not None
+        async with p.daemon.db.engine.connect() as conn:
+            level = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one()
+        assert level == 2  # FULL
+    finally:
+        await p.daemon.stop()
