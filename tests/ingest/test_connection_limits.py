@@ -352,8 +352,9 @@ def test_slow_clients_cannot_starve_a_daemon_at_1024_descriptors(tmp_path: Path,
            "CASEGATE_ADMIN__PORT": str(admin_port),
            "CASEGATE_HTTP__HEADER_TIMEOUT": "120"}  # the idle connections stay: the caps are under test
     with log.open("wb") as out:
-        proc = subprocess.Popen([CASEGATE, "run"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_at_1024_descriptors)
+        # one process: its caps are the figures under test (under the supervisor each ingest process has its own)
+        proc = subprocess.Popen([CASEGATE, "run", "--role", "all"], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_at_1024_descriptors)
     socks: list[socket.socket] = []
     try:
         wait_ready(admin_port, proc, log)
