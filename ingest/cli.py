@@ -1,13 +1,14 @@
 """The `casegate` command: run the daemon, migrate the store, look at cases and dead letters.
 
 Bad settings print every offending key and the reason and exit 2; no traceback reaches the user.
+Everything printed from the store, the bus or the daemon's state goes through ingest.terminal_text:
+`printable` for text, `dumps` for `--json`, so no stranger's control character reaches the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from ingest.channels.imap_status import print_mailbox_status
 from ingest.daemon import ROLES, Daemon, StartupError, open_store
 from ingest.dead_letters import list_dead_letters, replay_dead_letters
 from ingest.log_setup import configure_logging
+from ingest.terminal_text import dumps, printable
 from store import message_trace
 from store.case_queries import list_cases, show_case
 from store.database import Database
@@ -34,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="casegate", description="Every way a customer reaches support, as cases.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="run the daemon")
-    run.add_argument("--role", choices=ROLES, default="all", help="which part to run (default: all)")
+    run.add_argument("--role", choices=ROLES, default=None,
+                     help="run one part in this process: all (everything), ingest or worker (default: a "
+                          "supervisor running [run] processes ingest processes and one worker)")
     db = sub.add_parser("db", help="case store schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", parents=[common], help="migrate the case store to the current schema")
     cases = sub.add_parser("cases", help="look at cases").add_subparsers(dest="action", required=True)
@@ -84,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
+        if args.role is None:
+            from ingest.supervisor import Supervisor
+
+            return await Supervisor(settings, args.config).run()
         await Daemon(settings, args.role).serve()
         return 0
     if args.command == "db":
@@ -106,9 +114,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         try:
             case = await show_case(db, args.case_number)
         except CaseNotFound as e:
-            print(f"casegate: {e}", file=sys.stderr)
+            print(f"casegate: {printable(e)}", file=sys.stderr)
             return 1
-        print(json.dumps(case, indent=2, ensure_ascii=False) if args.json else _case_text(case))
+        print(dumps(case, indent=2) if args.json else _case_text(case))
         return 0
     finally:
         await db.dispose()
@@ -116,27 +124,28 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_cases(cases: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(cases, indent=2, ensure_ascii=False))
+        print(dumps(cases, indent=2))
         return
     cols = [("CaseNumber", 10), ("Status", 9), ("Priority", 8), ("Origin", 7), ("OwnerName", 16),
             ("ContactEmail", 28), ("Subject", 48)]
     print("  ".join(name.ljust(width) for name, width in cols))
     for c in cases:
-        print("  ".join(str(c.get(name) or "")[:width].ljust(width) for name, width in cols))
+        print("  ".join(printable(c.get(name) or "")[:width].ljust(width) for name, width in cols))
     print(f"({len(cases)} case{'s' if len(cases) != 1 else ''})")
 
 
 def _case_text(case: dict[str, Any]) -> str:
     fields = ["CaseNumber", "Subject", "Status", "Priority", "Origin", "OwnerId", "ContactId", "SuppliedEmail",
               "ParentId", "IsClosed", "ClosedDate", "CreatedDate"]
-    lines = [f"{f:>14}: {case.get(f)}" for f in fields]
+    p = printable
+    lines = [f"{f:>14}: {p(case.get(f))}" for f in fields]
     lines.append(f"\nMessages ({len(case['EmailMessages'])}):")
     for m in case["EmailMessages"]:
-        lines.append(f"  {m['CreatedDate']}  {m['FromAddress']}  {m['MessageIdentifier']}  {m['Subject']}")
+        lines.append(f"  {m['CreatedDate']}  {p(m['FromAddress'])}  {p(m['MessageIdentifier'])}  {p(m['Subject'])}")
     lines.append("\nTimeline:")
     for f in case["Feed"]:
-        change = f" {f['Field']}: {f['OldValue']} -> {f['NewValue']}" if f["Field"] else ""
-        lines.append(f"  {f['CreatedDate']}  {f['Type']}{change}  {f['Body'] or ''}")
+        change = f" {p(f['Field'])}: {p(f['OldValue'])} -> {p(f['NewValue'])}" if f["Field"] else ""
+        lines.append(f"  {f['CreatedDate']}  {p(f['Type'])}{change}  {p(f['Body'] or '')}")
     return "\n".join(lines)
 
 
@@ -160,7 +169,7 @@ async def _messages_export(db: Database, since: datetime | None, output: str | N
     n = 0
     try:
         async for entry in message_trace.export(db, since):
-            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            out.write(dumps(entry) + "\n")
             n += 1
     finally:
         if output:
@@ -172,21 +181,23 @@ async def _messages_export(db: Database, since: datetime | None, output: str | N
 async def _messages_show(db: Database, message_id: str, as_json: bool) -> int:
     found = await message_trace.find(db, message_id)
     if as_json:
-        print(json.dumps(found, indent=2, ensure_ascii=False))
+        print(dumps(found, indent=2))
+    p = printable
     for e in [] if as_json else found:
         if e["outcome"] in ("created", "threaded"):
-            where = f"on case {e['case_number']} ({e['outcome']}, threading rule: {e['rule']})"
+            where = f"on case {e['case_number']} ({e['outcome']}, threading rule: {p(e['rule'])})"
             if e["reason"]:
-                where += f"; {e['reason']}"
+                where += f"; {p(e['reason'])}"
         elif e["outcome"] == "suppressed":
-            where = f"suppressed ({e['suppressed']}): {e['reason']}"
+            where = f"suppressed ({p(e['suppressed'])}): {p(e['reason'])}"
         else:
-            where = f"dead-lettered: {e['reason']} (see `casegate dlq list`)"
-        print(f"{e['channel']} {e['message_id'] or e['external_id']}\n  from {e['sender']}, "
-              f"subject {e['subject']!r}\n  received {e['received_at']}, processed {e['processed_at']}\n  {where}")
+            where = f"dead-lettered: {p(e['reason'])} (see `casegate dlq list`)"
+        print(f"{p(e['channel'])} {p(e['message_id'] or e['external_id'])}\n  from {p(e['sender'])}, "
+              f"subject {p(repr(e['subject']))}\n  received {e['received_at']}, processed {e['processed_at']}\n"
+              f"  {where}")
     if not found:
-        print(f"casegate: no message {message_id} has been processed (it may still be on the bus, or never "
-              "reached casegate: check the sending server's log)", file=sys.stderr)
+        print(f"casegate: no message {printable(message_id)} has been processed (it may still be on the bus, or "
+              "never reached casegate: check the sending server's log)", file=sys.stderr)
         return 1
     return 0
 
@@ -194,10 +205,11 @@ async def _messages_show(db: Database, message_id: str, as_json: bool) -> int:
 async def _dlq_list(settings: Settings, as_json: bool) -> int:
     letters = await list_dead_letters(settings)
     if as_json:
-        print(json.dumps(letters, indent=2, ensure_ascii=False))
+        print(dumps(letters, indent=2))
     else:
         for d in letters:
-            print(f"{d['offset']:>8}  {d['failed_at'] or '':32}  {d['external_id'] or '':40}  {d['error']}")
+            print(f"{d['offset']:>8}  {printable(d['failed_at'] or ''):32}  {printable(d['external_id'] or ''):40}  "
+                  f"{printable(d['error'])}")
         print(f"({len(letters)} dead letter{'s' if len(letters) != 1 else ''} waiting)")
     return 0
 

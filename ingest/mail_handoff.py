@@ -1,6 +1,10 @@
 """The hand-off every mail channel (SMTP, IMAP) makes for one received message: parse it, store the raw
 original and its parts, build the envelope and publish it. Returns only once the bus has it durably;
-raises BusError or BlobStoreError otherwise (the channel then leaves the mail with its sender)."""
+raises BusError or BlobStoreError otherwise (the channel then leaves the mail with its sender).
+
+After a large message the C heap's free memory is given back to the system (ingest/heap_release.py):
+once in the parser's thread as the parse ends, and once more shortly after the hand-off, when the
+channel has dropped the message too. Without that glibc kept tens of MB per large mail."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import asyncio
 import weakref
 
 from ingest.envelope import AttachmentRef, Envelope, Sender
+from ingest.heap_release import release_free_memory, release_soon
 from ingest.mail_noise import Noise, classify
 from ingest.mime import ParsedMail, parse_mail
 from ingest.publisher import Publisher
@@ -56,7 +61,16 @@ async def hand_off_mail(publisher: Publisher, raw: bytes, mail_from: str | None,
     """Parse, classify, claim the blobs, publish; the published envelope. `mail_from` is the SMTP
     envelope sender ("" for the null sender `<>`), None when the channel has none (IMAP).
     Raises BusError / BlobStoreError."""
-    parsed = await parse_in_turn(raw) if len(raw) > PARSE_IN_THREAD else parse_mail(raw)
+    if len(raw) <= PARSE_IN_THREAD:
+        return await _hand_off(publisher, raw, parse_mail(raw), mail_from, recipients, meta)
+    try:
+        return await _hand_off(publisher, raw, await parse_in_turn(raw), mail_from, recipients, meta)
+    finally:
+        release_soon()  # by then the parts, the envelope and (from the channel) the message are freed
+
+
+async def _hand_off(publisher: Publisher, raw: bytes, parsed: ParsedMail, mail_from: str | None,
+                    recipients: tuple[str, ...], meta: dict[str, str] | None) -> Envelope:
     noise = classify(parsed, raw, mail_from)
     raw_sha, attachments = await publisher.claim(raw, parsed.parts)
     envelope = mail_to_envelope(raw_sha, mail_from or "", recipients, attachments, parsed,
@@ -68,13 +82,20 @@ async def hand_off_mail(publisher: Publisher, raw: bytes, mail_from: str | None,
 
 
 async def parse_in_turn(raw: bytes) -> ParsedMail:
-    """parse_mail in a worker thread, at most LARGE_PARSES_AT_ONCE at a time on this event loop."""
+    """parse_mail in a worker thread, at most LARGE_PARSES_AT_ONCE at a time on this event loop; the
+    thread then gives the parser's working memory (about twice the message) back to the system."""
     loop = asyncio.get_running_loop()
     slots = _large_parse_slots.get(loop)
     if slots is None:
         slots = _large_parse_slots[loop] = asyncio.Semaphore(LARGE_PARSES_AT_ONCE)
     async with slots:
-        return await asyncio.to_thread(parse_mail, raw)
+        return await asyncio.to_thread(_parse_then_release, raw)
+
+
+def _parse_then_release(raw: bytes) -> ParsedMail:
+    parsed = parse_mail(raw)
+    release_free_memory()
+    return parsed
 
 
 def _noise_meta(noise: Noise | None) -> dict[str, str]:

@@ -4,13 +4,13 @@ whether the daemon process that wrote it is still alive on this host."""
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from typing import Any
 
 from config import Settings
 from ingest.channels.imap_state import read_statuses, state_path
+from ingest.terminal_text import dumps, printable
 
 
 def _alive(pid: int | None) -> bool:
@@ -53,7 +53,7 @@ def mailbox_status(settings: Settings) -> list[dict[str, Any]]:
 def print_mailbox_status(settings: Settings, as_json: bool) -> None:
     rows = mailbox_status(settings)
     if as_json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(dumps(rows, indent=2))
         return
     cols = [("name", 16), ("state", 13), ("connected", 9), ("uidvalidity", 11), ("last_uid", 8), ("fetched", 8),
             ("last_success_at", 25), ("last_error", 60)]
@@ -64,6 +64,6 @@ def print_mailbox_status(settings: Settings, as_json: bool) -> None:
         if not r["daemon_running"] and state not in ("stopped", "never run"):
             state, stale = f"{state}?", True
         values = {**r, "state": state, "connected": "yes" if r.get("connected") else "no"}
-        print("  ".join(str(values.get(c) if values.get(c) is not None else "-")[:w].ljust(w) for c, w in cols))
+        print("  ".join(printable(values.get(c) if values.get(c) is not None else "-")[:w].ljust(w) for c, w in cols))
     note = "; `?` = the daemon that wrote this is no longer running" if stale else ""
     print(f"({len(rows)} mailbox{'es' if len(rows) != 1 else ''}{note})")

@@ -1,11 +1,15 @@
 """How fast `parse_mail` reads real messages, and how much memory a 25 MB one costs.
 
-    .venv/bin/python -m tests.bench.mime_parse [--seconds 2] [--size-mb 25]
+    .venv/bin/python -m tests.bench.mime_parse [--seconds 2] [--size-mb 25] [--together 4] [--retained 3]
 
 Prints the parse rate (messages/s and ms/message) over: CPython's email test messages, the collected set in
 tests/data/mail/, a small plain-text mail (the hot path), and a small HTML-only mail (nh3 and text
 extraction). Then parses one message with a base64 attachment of `--size-mb` MB in a child process (so the
 RSS is its own) and prints the child's peak RSS before and after parsing, against the message size.
+`--together N` parses of it at once, straight in threads and then in turn, give the peak RSS of each.
+`--retained N` parses of it one after the other, each result dropped, give the RSS left behind: straight in
+a thread (as before heap release), through the hand-off's parse_in_turn (which releases the C heap's free
+memory in its thread), and after one more release_free_memory (what the hand-off does shortly after).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import os
 import resource
 import subprocess
@@ -24,6 +29,7 @@ from contextlib import suppress
 from email.message import EmailMessage
 from pathlib import Path
 
+from ingest.heap_release import release_free_memory
 from ingest.mail_handoff import LARGE_PARSES_AT_ONCE, parse_in_turn
 from ingest.mime import parse_mail
 
@@ -87,6 +93,15 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """This process's RSS now (VmRSS), 0 where /proc is missing."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return 0.0
+
+
 def peak_rss_child(path: str) -> None:
     """In the child: read the message, then parse it; print peak RSS (MB) at start and after each."""
     with suppress(OSError):
@@ -131,7 +146,37 @@ def peak_rss_together(path: str, size: float, n: int) -> None:
               f"({(after - before) / size:.1f}x its size); {elapsed:.2f} s")
 
 
-def peak_rss(size_mb: int, together: int) -> None:
+def retained_child(path: str, n: int, in_turn: bool) -> None:
+    """In the child: read the message, parse it N times one after the other (each result dropped) while the
+    event loop and its threads live on, as in the daemon; print RSS before, after, and after one release."""
+    raw = Path(path).read_bytes()
+
+    async def run() -> None:
+        await asyncio.to_thread(len, raw)  # the executor's thread exists before the baseline
+        gc.collect()
+        before = rss_mb()
+        for _ in range(n):
+            await (parse_in_turn(raw) if in_turn else asyncio.to_thread(parse_mail, raw))  # result dropped
+            await asyncio.sleep(0)  # the loop drops the handle that woke us, and with it the result
+        gc.collect()
+        after = rss_mb()
+        release_free_memory()
+        print(f"{before:.1f} {after:.1f} {rss_mb():.1f}")
+
+    asyncio.run(run())
+
+
+def rss_retained(path: str, n: int) -> None:
+    for in_turn, label in [(False, "straight in a thread"), (True, "through parse_in_turn")]:
+        out = subprocess.run([sys.executable, "-m", "tests.bench.mime_parse", "--child", path, "--retained",
+                              str(n), *(["--in-turn"] if in_turn else [])],
+                             check=True, capture_output=True, text=True).stdout.split()
+        before, after, released = (float(v) for v in out[:3])
+        print(f"{n} parses of it in a row, {label}: RSS left behind +{after - before:.0f} MB; after "
+              f"release_free_memory +{released - before:.0f} MB")
+
+
+def peak_rss(size_mb: int, together: int, retained: int) -> None:
     with tempfile.NamedTemporaryFile(suffix=".eml") as f:
         f.write(big_message(size_mb))
         f.flush()
@@ -145,6 +190,8 @@ def peak_rss(size_mb: int, together: int) -> None:
               f"{data / 2**20:.1f} MB")
         if together > 1:
             peak_rss_together(f.name, size, together)
+        if retained > 0:
+            rss_retained(f.name, retained)
 
 
 def main() -> None:
@@ -152,9 +199,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="time per rate measurement")
     ap.add_argument("--size-mb", type=int, default=25, help="attachment size of the big message")
     ap.add_argument("--together", type=int, default=4, help="big messages parsed at once (default 4)")
+    ap.add_argument("--retained", type=int, default=3,
+                    help="big messages parsed in a row before measuring the RSS left behind (default 3; 0: skip)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--in-turn", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child and "--retained" in sys.argv:
+        retained_child(args.child, args.retained, args.in_turn)
+        return
     if args.child and "--together" in sys.argv:
         together_child(args.child, args.together, args.in_turn)
         return
@@ -165,7 +217,7 @@ def main() -> None:
     rate("collected tests/data/mail", corpus(COLLECTED), args.seconds)
     rate("small plain-text mail", [small_plain()], args.seconds)
     rate("small HTML-only mail", [small_html()], args.seconds)
-    peak_rss(args.size_mb, args.together)
+    peak_rss(args.size_mb, args.together, args.retained)
 
 
 if __name__ == "__main__":
