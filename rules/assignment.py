@@ -1,7 +1,9 @@
-"""Case assignment rules: ordered entries, first match wins, the default owner otherwise.
+"""Case assignment rules: ordered entries, first match wins, else the owner of the routing address or
+channel the case came through, else the default owner.
 
-Pure: `assign(entries, default_owner, facts)` looks only at the values it is given and says which
-entry matched (or none), so the store can record why a case got its owner. The facts are the case's
+Pure: `CHAIN` (run on a `NewCase`) decides the owner — the decision's action is the owner reference
+(`queue:Billing`, `user:ann@example.com`) — and says why, so the store can record why a case got its
+owner. `assign(entries, default_owner, facts)` is the entries' part alone. The facts are the case's
 fields as they will be stored (`CaseFacts.of_case`): the Subject derived from the first line of a
 message without one, the Priority a web form gave, the Origin and RoutingAddress the case got — never
 the raw input, so an entry matches exactly the cases whose stored fields satisfy it.
@@ -12,9 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 from config import AssignmentEntry
+from rules.decision import Chain, Decision, miss
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +84,53 @@ def matches(entry: AssignmentEntry, facts: CaseFacts) -> bool:
     )
 
 
+def first_match(entries: Sequence[AssignmentEntry], facts: CaseFacts) -> AssignmentEntry | None:
+    return next((entry for entry in entries if matches(entry, facts)), None)
+
+
 def assign(entries: Sequence[AssignmentEntry], default_owner: str, facts: CaseFacts) -> Assignment:
     """The owner for a case: the first entry whose criteria hold, else `default_owner`."""
-    for entry in entries:
-        if matches(entry, facts):
-            return Assignment(entry.owner, entry.name)
-    return Assignment(default_owner, None)
+    entry = first_match(entries, facts)
+    return Assignment(entry.owner, entry.name) if entry else Assignment(default_owner, None)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCase:
+    """A case being opened, to be given its owner."""
+
+    case: CaseFacts
+    entries: tuple[AssignmentEntry, ...]
+    """`[[rules.assignment]]`, in order."""
+    source_owner: str | None
+    """The owner of the routing address or channel the case came through, if it names one."""
+    source: str
+    """That routing address or channel, in words (`routing address support@example.com`, `chat channel`)."""
+    default_owner: str
+    """`[rules] default_owner`."""
+
+
+def entries(f: NewCase, now: datetime) -> Decision:
+    rule = "assignment.entries"
+    entry = first_match(f.entries, f.case)
+    if entry is None:
+        return miss(rule, f"none of {len(f.entries)} assignment entries matched")
+    return Decision(rule, entry.owner, f"assignment rule entry '{entry.name}' matched")
+
+
+def source_owner(f: NewCase, now: datetime) -> Decision:
+    rule = "assignment.source_owner"
+    if not f.source_owner:
+        return miss(rule, f"{f.source} names no owner")
+    return Decision(rule, f.source_owner, f"no assignment entry matched: owner of {f.source}")
+
+
+def default_owner(f: NewCase, now: datetime) -> Decision:
+    """The last rule: the default owner."""
+    return Decision("assignment.default_owner", f.default_owner, "no assignment entry matched: default owner")
+
+
+CHAIN: Chain[NewCase] = (
+    ("assignment.entries", entries),
+    ("assignment.source_owner", source_owner),
+    ("assignment.default_owner", default_owner),
+)

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from config import RoutingAddress
+from rules.decision import Decision
 from rules.lifecycle import DEFAULT_STATUS, StatusChange
 from store.case_matcher import thread_keys
 from store.channel_policy import CASE_FIELDS, ORIGINS, subject_of
@@ -70,7 +71,7 @@ class BatchWriter:
         self._refs: dict[tuple[str, str], dict[str, Any]] = {}
         self._feed: list[dict[str, Any]] = []
         self._ledger: list[dict[str, Any]] = []
-        self._outbound: list[tuple[CaseState, str, RoutingAddress, InboundMessage, str, str]] = []
+        self._outbound: list[tuple[CaseState, str, RoutingAddress, InboundMessage, str, str, Decision | None]] = []
         self._outbox: list[dict[str, Any]] = []
         self._replaced: set[tuple[str, str]] = set()
         self._bounced: set[str] = set()
@@ -86,7 +87,9 @@ class BatchWriter:
     # cases ----------------------------------------------------------------------------------------
     def open_case(self, m: InboundMessage, route: RoutingAddress | None,
                   contact: ContactRef | None, parent: CaseState | None = None, *, origin: str | None = None,
-                  priority: str | None = None) -> CaseState:
+                  priority: str | None = None, why: str | None = None) -> CaseState:
+        """A new case for `m`; `why` (the decision that opened it, e.g. a closed case's follow-up) ends
+        its CaseCreated feed entry."""
         case_id = new_id("Case")
         origin = origin or (route.origin if route else ORIGINS.get(m.channel, m.channel.title()))
         supplied = {k: v for k, v in m.case_fields.items() if k in CASE_FIELDS and v}
@@ -110,7 +113,8 @@ class BatchWriter:
         }
         via = f" via {route.address}" if route else ""
         follow_up = f"; follow-up of closed case {parent.number}" if parent else ""
-        self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}{follow_up}")
+        because = f": {why}" if why else ""
+        self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}{follow_up}{because}")
         return CaseState(case_id, "", DEFAULT_STATUS, False, None, m.conversation_key)
 
     def new_case(self, case_id: str) -> Mapping[str, Any]:
@@ -222,11 +226,11 @@ class BatchWriter:
         self._bounced.add(email_id)
 
     def queue_mail(self, state: CaseState, kind: str, route: RoutingAddress, m: InboundMessage,
-                   token: str, hostname: str) -> None:
+                   token: str, hostname: str, why: Decision | None = None) -> None:
         """An acknowledgement or notice to the sender of `m`, composed at flush (once the case has
         its number), stored as an outgoing EmailMessage with Status Queued and queued in the outbox
-        (the outbox sender sets it Sent or Failed)."""
-        self._outbound.append((state, kind, route, m, token, hostname))
+        (the outbox sender sets it Sent or Failed); `why`, the decision to send it, ends its feed entry."""
+        self._outbound.append((state, kind, route, m, token, hostname, why))
 
     # the writes ----------------------------------------------------------------------------------
     def flush(self) -> dict[str, str]:
@@ -255,7 +259,7 @@ class BatchWriter:
         return numbers
 
     def _compose_outbound(self, numbers: dict[str, str]) -> None:
-        for state, kind, route, m, token, hostname in self._outbound:
+        for state, kind, route, m, token, hostname, why in self._outbound:
             number = numbers.get(state.id) or state.number
             to = email_key(m.sender_email)
             if not to:
@@ -285,8 +289,9 @@ class BatchWriter:
             })
             self._refs.setdefault((mail.message_id, state.id), {
                 "MessageKey": _cut(mail.message_id, "message_id"), "CaseId": state.id, "CreatedDate": self.now})
+            queued = _cut(f"{kind.capitalize()} queued to {to}: {mail.subject}", "feed")
             self.add_feed(state.id, "EmailMessageEvent", related=email_id,
-                          body=_cut(f"{kind.capitalize()} queued to {to}: {mail.subject}", "feed"))
+                          body=f"{queued}; {why}" if why else queued)
 
     def _update_cases(self) -> None:
         """One executemany per shape of change (rows must share their columns)."""

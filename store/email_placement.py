@@ -1,11 +1,16 @@
 """Placing one inbound email: a bounce on the case of the mail that bounced; a threaded reply on its
-case (a closed one under the routing address's policy: reopen, new case with ParentId, or reject with a
-notice; automatic mail never reopens); automatic mail and loops suppressed; otherwise a new case with
-its acknowledgement queued, rate-limited per address."""
+case (a closed one as `rules.closed_case` decides: reopen, new case with ParentId, or keep it there,
+with a notice under `reject`); otherwise a new case unless `rules.opening` holds it back (automatic
+mail, a flood) as suppressed; the acknowledgement of a new case as `rules.acknowledgement` decides.
+
+Each decision is recorded with its rule and reason: on the message trace (the ledger's Reason), and on
+the case feed entry that applies it."""
 
 from __future__ import annotations
 
 from config import RoutingAddress
+from rules import acknowledgement, closed_case, opening
+from rules.decision import Verdict, run
 from store.batch_writer import BatchWriter
 from store.case_matcher import CaseMatcher
 from store.case_policy import UNROUTED, CasePolicy
@@ -24,58 +29,73 @@ class EmailPlacement(Placement):
 
     def place(self, m: InboundMessage) -> Outcome:
         route = self.policy.routing_for(m.recipients) or UNROUTED
-        flooding = self.guard.flooding(m)
+        flood = self.guard.arrived(m)  # every mail counts toward its sender's flood, whatever becomes of it
         if m.auto == "bounce":
             return self._bounce(m)
         found = self.matcher.match(m)
         if found is not None:
             state, rule = found
-            if not state.is_closed:
-                return self._thread(m, state, rule)
-            if m.auto:  # an auto-reply to a closed case is kept on it but never reopens it
-                return self._thread(m, state, rule, note=f"automatic mail ({m.auto}) on a closed case: not reopened")
-            return self._closed(m, state, rule, route)
-        if m.auto and not route.automatic_opens_case:
-            return self.suppress(m, m.auto, f"{m.auto}: {m.auto_reason or 'automatic mail'}")
-        if flooding:
-            loops = self.policy.loops
-            return self.suppress(m, "loop", f"more than {loops.max_per_sender_subject} mails from this sender "
-                                 f"with this subject within {loops.window_seconds:g} s")
+            return self._closed(m, state, rule, route) if state.is_closed else self._thread(m, state, rule)
+        verdict = run(opening.CHAIN, opening.NewMail(automatic=m.auto, automatic_reason=m.auto_reason,
+                                                     automatic_opens_case=route.automatic_opens_case, flood=flood),
+                      self.writer.now)
+        if verdict.action == opening.SUPPRESS:
+            return self._suppressed(m, verdict)
         return self._open(m, route)
 
-    def _thread(self, m: InboundMessage, state: CaseState, rule: str, note: str | None = None) -> Outcome:
+    def _suppressed(self, m: InboundMessage, verdict: Verdict) -> Outcome:
+        """A mail `rules.opening` kept from opening a case, on the trace under its one-word kind."""
+        d = verdict.decision
+        if d.rule == "loops.flood":
+            return self.suppress(m, "loop", str(verdict))
+        # automatic mail: the trace keeps its words, `auto-reply: <what showed it>`
+        return self.suppress(m, m.auto or "automatic", d.reason)
+
+    def _thread(self, m: InboundMessage, state: CaseState, rule: str, note: str | None = None,
+                trace: str | None = None) -> Outcome:
+        """`m` on the case: `note` goes on the feed entry and (unless `trace` says more) on the trace."""
         w = self.writer
         email_id = w.add_message(state.id, m, w.contact_for(m))
         w.add_feed(state.id, "ThreadingRule", body=self.threaded_body(m, rule, note), related=email_id)
-        w.add_ledger(m, "threaded", rule, state.id, email_id, reason=note)
+        w.add_ledger(m, "threaded", rule, state.id, email_id, reason=trace or note)
         self.matcher.remember(m, state)
         return Outcome(m.channel, m.external_id, "threaded", state.id, state.number, rule)
 
     def _closed(self, m: InboundMessage, state: CaseState, rule: str, route: RoutingAddress) -> Outcome:
-        """A person wrote to a closed case: the routing address's closed-case policy decides."""
+        """Mail to a closed case: the routing address's closed-case policy decides (`rules.closed_case`)."""
         policy = route.closed_case_policy
-        if policy == "reject":
-            outcome = self._thread(m, state, rule, note="closed-case policy reject: not reopened, sender notified")
-            self._send(state, "notice", route, m)
+        verdict = self.judge_closed(m, state, policy, route.reopen_within_days)
+        d = verdict.decision
+        if verdict.action == closed_case.KEEP:
+            note = f"automatic mail ({m.auto}) on a closed case: not reopened"
+            return self._thread(m, state, rule, note=f"{note}; {d}", trace=f"{note}; {verdict}")
+        if verdict.action == closed_case.REJECT:
+            note = "closed-case policy reject: not reopened, sender notified"
+            outcome = self._thread(m, state, rule, note=f"{note}; {d}", trace=f"{note}; {verdict}")
+            self._send(state, acknowledgement.NOTICE, route, m)
             return outcome
-        if self.reopens(policy, route.reopen_within_days, state):
+        if verdict.action == closed_case.REOPEN:
             self.reopen(state, m, policy)
-            return self._thread(m, state, rule, note=f"closed-case policy {policy}: reopened")
-        return self._open(m, route, parent=state, why=f"closed-case policy {policy}: new case, ParentId {state.number}")
+            # the reopening's two feed entries keep their words (the policy is named); the trace has the reason
+            note = f"closed-case policy {policy}: reopened"
+            return self._thread(m, state, rule, note=note, trace=f"{note}; {verdict}")
+        note = f"closed-case policy {policy}: new case, ParentId {state.number}"
+        return self._open(m, route, parent=state, note=str(d), trace=f"{note}; {verdict}")
 
     def _open(self, m: InboundMessage, route: RoutingAddress, parent: CaseState | None = None,
-              why: str | None = None) -> Outcome:
+              note: str | None = None, trace: str | None = None) -> Outcome:
+        """A new case for `m` (with `parent`, the follow-up of that closed case): `note` ends its
+        CaseCreated feed entry, and goes (unless `trace` says more) on the trace."""
         w = self.writer
         contact = w.contact_for(m)
         routed = route is not UNROUTED
-        state = w.open_case(m, route if routed else None, contact, parent)
+        state = w.open_case(m, route if routed else None, contact, parent, why=note)
         self.assign(state.id, route.owner if routed else None, contact, via=f"routing address {route.address}")
         email_id = w.add_message(state.id, m, contact)
         w.set_source(state.id, email_id)
-        w.add_ledger(m, "created", "new", state.id, email_id, reason=why)
+        w.add_ledger(m, "created", "new", state.id, email_id, reason=trace or note)
         self.matcher.remember(m, state)
-        if not m.auto and route.auto_acknowledge:
-            self._send(state, "acknowledgement", route, m)
+        self._send(state, acknowledgement.ACKNOWLEDGEMENT, route, m)
         return Outcome(m.channel, m.external_id, "created", state.id, None, "new")
 
     def _bounce(self, m: InboundMessage) -> Outcome:
@@ -91,17 +111,17 @@ class EmailPlacement(Placement):
                             note=f"bounce ({m.auto_reason or 'delivery failure'}): our mail marked undelivered")
 
     def _send(self, state: CaseState, kind: str, route: RoutingAddress, m: InboundMessage) -> None:
-        """Queue an acknowledgement or notice to the sender, unless there is no relay, the sender is one
-        of our own addresses, or the address had its share of automatic mail."""
-        if not self.policy.outbound.enabled or not m.sender_email:
-            return
-        if m.sender_email.lower() in self.policy.routing:  # never write to ourselves
-            return
-        loops = self.policy.loops
-        if not self.guard.may_acknowledge(m.sender_email):
-            self.writer.add_feed(state.id, "OutboundMail", body=f"{kind} to {m.sender_email} not sent: more than "
-                                 f"{loops.acknowledgements_per_address} automatic mails to this address within "
-                                 f"{loops.acknowledgement_window_minutes:g} min")
-            return
-        self.writer.queue_mail(state, kind, route, m, make_token(self.policy.thread_secret, state.id),
-                               self.policy.outbound.hostname)
+        """Queue an acknowledgement or notice to the sender as `rules.acknowledgement` decides; one held
+        back by the per-address limit is said on the feed."""
+        to = m.sender_email
+        facts = acknowledgement.Acknowledgement(
+            kind=kind, to=to, automatic=m.auto, routing_address_acknowledges=route.auto_acknowledge,
+            relay=self.policy.outbound.enabled, own_address=(to or "").lower() in self.policy.routing,
+            recent=self.guard.acknowledgements(to))
+        verdict = run(acknowledgement.CHAIN, facts, self.writer.now)
+        if verdict.action == acknowledgement.WITHHOLD:
+            self.writer.add_feed(state.id, "OutboundMail", body=f"{kind} to {to} not sent: {verdict.decision}")
+        elif verdict.action == acknowledgement.SEND and to:
+            self.guard.acknowledged(to)
+            self.writer.queue_mail(state, kind, route, m, make_token(self.policy.thread_secret, state.id),
+                                   self.policy.outbound.hostname, why=verdict.decision)

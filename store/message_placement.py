@@ -1,10 +1,11 @@
 """Placing one message that is not an email (SMS, WhatsApp, Messenger, Instagram, Telegram, X, chat, a
 web form, a call): on its conversation's open case within the channel's window; on a closed one under
-the channel's policy (reopen, else a new case with ParentId); held back over the web form's daily cap;
-otherwise a new case with the channel's Origin, Priority and owner."""
+the channel's closed-case policy (`rules.closed_case`: reopen, else a new case with ParentId); held back
+over the web form's daily cap; otherwise a new case with the channel's Origin, Priority and owner."""
 
 from __future__ import annotations
 
+from rules import closed_case
 from store.batch_writer import BatchWriter
 from store.case_policy import CasePolicy
 from store.channel_policy import origin_of
@@ -27,25 +28,29 @@ class MessagePlacement(Placement):
         policy = talk.policy(m)
         found = talk.case_of(m, contact)
         parent = None
-        why = None
+        why = note = None  # the trace's reason; the end of the new case's CaseCreated feed entry
         if found is not None:
             state, rule = found
             if not state.is_closed and talk.within_window(m, state):
                 return self._add(m, state, rule, contact)
-            if state.is_closed and self.reopens(policy.closed_case_policy, policy.reopen_within_days, state):
-                self.reopen(state, m, policy.closed_case_policy)
-                return self._add(m, state, rule, contact, note=f"closed-case policy {policy.closed_case_policy}: "
-                                                                "reopened")
             if state.is_closed:
+                closed = policy.closed_case_policy
+                verdict = self.judge_closed(m, state, closed, policy.reopen_within_days)
+                if verdict.action == closed_case.REOPEN:
+                    self.reopen(state, m, closed)
+                    reopened = f"closed-case policy {closed}: reopened"  # as email's: the trace has the reason
+                    return self._add(m, state, rule, contact, note=reopened, trace=f"{reopened}; {verdict}")
+                # anything else opens a follow-up (channels have no `reject`, and no automatic mail)
                 parent = state
-                why = f"closed-case policy {policy.closed_case_policy}: new case, ParentId {state.number}"
+                why = f"closed-case policy {closed}: new case, ParentId {state.number}; {verdict}"
+                note = str(verdict.decision)
             else:
                 why = f"conversation window of {policy.window_hours:g} h passed since case {state.number}"
         if talk.over_daily_cap(m):
             w.add_pending(m, "daily cap of web form cases reached")
             return Outcome(m.channel, m.external_id, "pending", None, None, "daily-cap")
         origin = origin_of(policy, m.channel)
-        state = w.open_case(m, None, contact, parent, origin=origin, priority=policy.priority)
+        state = w.open_case(m, None, contact, parent, origin=origin, priority=policy.priority, why=note)
         self.assign(state.id, policy.owner, contact, via=f"{m.channel} channel")
         entry_id = w.add_entry(state.id, m)
         w.set_source(state.id, entry_id)
@@ -54,10 +59,11 @@ class MessagePlacement(Placement):
         return Outcome(m.channel, m.external_id, "created", state.id, None, "new")
 
     def _add(self, m: InboundMessage, state: CaseState, rule: str, contact: ContactRef | None,
-             note: str | None = None) -> Outcome:
+             note: str | None = None, trace: str | None = None) -> Outcome:
+        """`m` on the case: `note` goes on the feed entry and (unless `trace` says more) on the trace."""
         w = self.writer
         entry_id = w.add_entry(state.id, m)
         w.add_feed(state.id, "ThreadingRule", body=self.threaded_body(m, rule, note), related=entry_id)
-        w.add_ledger(m, "threaded", rule, state.id, entry_id, reason=note)
+        w.add_ledger(m, "threaded", rule, state.id, entry_id, reason=trace or note)
         self.talk.opened(m, contact, state)
         return Outcome(m.channel, m.external_id, "threaded", state.id, state.number, rule)

@@ -1,12 +1,14 @@
 """What placing any message on a case shares, email or not: assigning the owner of a new case by its
 fields as stored (and saying on the feed why), keeping a message that opens nothing as suppressed, and
-deciding whether a message to a closed case reopens it."""
+judging a message to a closed case (`rules.closed_case`) and reopening it.
+
+The decisions are the rules' (`rules/`); here the facts are gathered, the decision applied and recorded."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from rules.assignment import CaseFacts, assign
+from rules import assignment, closed_case
+from rules.assignment import CaseFacts
+from rules.decision import Verdict, run
 from rules.lifecycle import change_status
 from store.batch_writer import BatchWriter
 from store.case_policy import CasePolicy
@@ -21,31 +23,26 @@ class Placement:
         self.writer = writer
 
     def assign(self, case_id: str, owner: str | None, contact: ContactRef | None, via: str) -> None:
-        """The owner of a new case: the first assignment entry matching the case as it will be stored
-        (opened by the writer just before), else `owner` (of the routing address or channel), else the
-        default owner; the feed says which."""
+        """The owner of a new case (`rules.assignment`): the first assignment entry matching the case as
+        it will be stored (opened by the writer just before), else `owner` (of the routing address or
+        channel), else the default owner; the feed says which."""
         rules = self.policy.rules
-        facts = CaseFacts.of_case(self.writer.new_case(case_id), contact.account_name if contact else None)
-        chosen = assign(rules.assignment, owner or rules.default_owner, facts)
-        if chosen.entry:
-            reason = f"assignment rule entry '{chosen.entry}' matched"
-        elif owner:
-            reason = f"no assignment entry matched: owner of {via}"
-        else:
-            reason = "no assignment entry matched: default owner"
-        self.writer.set_owner(case_id, self.policy.owner_ids[chosen.owner], chosen.owner, reason)
+        facts = assignment.NewCase(
+            case=CaseFacts.of_case(self.writer.new_case(case_id), contact.account_name if contact else None),
+            entries=tuple(rules.assignment), source_owner=owner, source=via, default_owner=rules.default_owner)
+        verdict = run(assignment.CHAIN, facts, self.writer.now)
+        self.writer.set_owner(case_id, self.policy.owner_ids[verdict.action], verdict.action, verdict.decision.reason)
 
     def suppress(self, m: InboundMessage, kind: str, reason: str) -> Outcome:
         """Kept on the ledger with its reason (its raw original stays in the blob store); opens nothing."""
         self.writer.add_ledger(m, "suppressed", kind, None, None, reason=reason)
         return Outcome(m.channel, m.external_id, "suppressed", None, None, kind)
 
-    def reopens(self, policy: str, within_days: int, state: CaseState) -> bool:
-        """Whether a customer's message reopens this closed case under `policy`."""
-        if policy == "reopen":
-            return True
-        return policy == "reopen_within_days" and state.closed_date is not None and \
-            self.writer.now - as_utc(state.closed_date) <= timedelta(days=within_days)
+    def judge_closed(self, m: InboundMessage, state: CaseState, policy: str, within_days: int) -> Verdict:
+        """What `m` does to the closed case `state` under the closed-case `policy` (`rules.closed_case`)."""
+        facts = closed_case.ClosedCase(policy=policy, within_days=within_days, automatic=m.auto,
+                                       closed_date=as_utc(state.closed_date) if state.closed_date else None)
+        return run(closed_case.CHAIN, facts, self.writer.now)
 
     def reopen(self, state: CaseState, m: InboundMessage, policy: str) -> None:
         change = change_status(self.policy.rules.reopen_status, state.closed_date, self.writer.now)

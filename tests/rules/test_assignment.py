@@ -1,15 +1,28 @@
 """Assignment rules: ordered entries, first match wins, every criterion of an entry must hold, the
-default owner (and no entry name) when nothing matches."""
+default owner (and no entry name) when nothing matches; the chain: an entry, else the owner of the
+routing address or channel, else the default owner, each saying why."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from config import AssignmentEntry
-from rules.assignment import Assignment, CaseFacts, assign, matches
+from rules.assignment import (
+    CHAIN,
+    Assignment,
+    CaseFacts,
+    NewCase,
+    assign,
+    default_owner,
+    entries,
+    matches,
+    source_owner,
+)
+from rules.decision import Decision, Rule, run
 
 FACTS = CaseFacts(origin="Email", recipient="support@example.com", subject="Refund for invoice 42",
                   description="Please send the money back.\nOrder 1234", priority="High", account="Acme Corp")
@@ -118,3 +131,48 @@ def test_facts_of_a_case_are_its_fields_by_salesforce_name() -> None:
 def test_entries_match_on_the_stored_fields(criteria: dict[str, Any], fields: dict[str, Any], matched: bool) -> None:
     facts = CaseFacts.of_case({**STORED, **fields}, None)
     assert matches(entry(**criteria), facts) is matched
+
+
+# -- the chain ------------------------------------------------------------------------------------
+NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+BILLING = entry("billing", "queue:Billing", subject_contains=["refund"])
+PRINTERS = entry("printers", "queue:Printers", subject_contains=["printer"])
+NEW = NewCase(case=FACTS, entries=(PRINTERS, BILLING), source_owner="queue:Email", source="routing address s@x",
+              default_owner=DEFAULT)
+
+
+@pytest.mark.parametrize(
+    ("rule", "new", "decision"),
+    [
+        (entries, NEW, Decision("assignment.entries", "queue:Billing", "assignment rule entry 'billing' matched")),
+        (entries, replace(NEW, entries=(PRINTERS,)),
+         Decision("assignment.entries", None, "none of 1 assignment entries matched")),
+        (entries, replace(NEW, entries=()),
+         Decision("assignment.entries", None, "none of 0 assignment entries matched")),
+        (source_owner, NEW, Decision("assignment.source_owner", "queue:Email",
+                                     "no assignment entry matched: owner of routing address s@x")),
+        (source_owner, replace(NEW, source_owner=None),
+         Decision("assignment.source_owner", None, "routing address s@x names no owner")),
+        (source_owner, replace(NEW, source_owner=""),
+         Decision("assignment.source_owner", None, "routing address s@x names no owner")),
+        (default_owner, NEW,
+         Decision("assignment.default_owner", DEFAULT, "no assignment entry matched: default owner")),
+    ],
+)
+def test_each_assignment_rule(rule: Rule[NewCase], new: NewCase, decision: Decision) -> None:
+    assert rule(new, NOW) == decision
+
+
+@pytest.mark.parametrize(
+    ("new", "rule", "owner", "missed"),
+    [
+        (NEW, "assignment.entries", "queue:Billing", []),
+        (replace(NEW, entries=(PRINTERS,)), "assignment.source_owner", "queue:Email", ["assignment.entries"]),
+        (replace(NEW, entries=(), source_owner=None), "assignment.default_owner", DEFAULT,
+         ["assignment.entries", "assignment.source_owner"]),
+    ],
+)
+def test_the_assignment_chain(new: NewCase, rule: str, owner: str, missed: list[str]) -> None:
+    verdict = run(CHAIN, new, NOW)
+    assert (verdict.decision.rule, verdict.action) == (rule, owner)
+    assert [m.rule for m in verdict.misses] == missed
