@@ -19,7 +19,8 @@ however often, and under whichever `event_id`, the platform delivers it. What th
   disposition is ignored). They never open a second case for the same call themselves.
 - `call.offered` and `call.answered` are live state for agent desktops (the lookup below serves the
   screen pop): acknowledged and kept on the ledger as suppressed, no entry.
-The customer is the ANI of an inbound call and the DNIS of an outbound one.
+The customer is the ANI of an inbound call and the DNIS of an outbound one. The event's shape is
+cti_payload.py; a malformed event is a 400 naming its field.
 
 `GET [channels.cti] lookup_path?ani=<number>` (default /cti/lookup) with `Authorization: Bearer
 <lookup_token>` answers the contacts with that number and their open cases (store.caller_lookup). Every
@@ -36,7 +37,6 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -46,6 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.channels import CtiChannel, DispositionRule
 from config.sections import read_secret
+from ingest.channels.cti_payload import Call, CallEvent
 from ingest.channels.webhook import (
     ChannelContext,
     Rejected,
@@ -55,21 +56,17 @@ from ingest.channels.webhook import (
     json_error,
     message_envelope,
     one_or_many,
-    optional,
     publish_all,
-    require,
     same_secret,
+    validated,
     webhook,
 )
 from ingest.envelope import Envelope, Sender
 from store.caller_lookup import CONNECT_TIMEOUT, CallerDirectory
 
-SCHEMA = "cti.call.v1"
 LIVE = ("call.offered", "call.answered")
-FOLLOW_UPS = ("call.wrapup", "recording.available", "transcript.available")
-EVENT_TYPES = (*LIVE, "call.ended", *FOLLOW_UPS)
+"""Live call state for agent desktops: acknowledged, recorded on the ledger only."""
 MAX_EVENTS = 500
-MAX_ID = 255
 LOOKUP_TIMEOUT = CONNECT_TIMEOUT + 1.0
 """Seconds a screen pop may take before it is answered 503 (the phone is ringing)."""
 log = structlog.get_logger("casegate.cti")
@@ -89,21 +86,6 @@ def authenticate(request: web.Request, body: bytes, section: CtiChannel, now: fl
     check_signed_at(request, body, lambda: read_secret(section.secret, section.secret_file),
                     window=section.replay_window_seconds, now=now, timestamp_header="X-CTI-Timestamp",
                     signature_header="X-CTI-Signature", prefix="v1=")
-
-
-def _instant(raw: str, field: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(raw)
-    except ValueError:
-        raise Rejected(400, f"{field} is not an RFC 3339 timestamp", field) from None
-    if at.tzinfo is None:
-        raise Rejected(400, f"{field} has no UTC offset", field)
-    return at
-
-
-def _time(obj: Mapping[str, Any], name: str, where: str, needed: bool = False) -> datetime | None:
-    raw = require(obj, name, str, where) if needed else optional(obj, name, str, where)
-    return None if raw is None else _instant(raw, f"{where}{name}")
 
 
 def duration(seconds: int) -> str:
@@ -146,94 +128,78 @@ def _action(kind: str, rules: Sequence[DispositionRule], disposition: str | None
     return "new_case" if action == "new_case" and kind == "call.ended" else None
 
 
-def _summary(kind: str, direction: str, seconds: int | None, call: Mapping[str, Any], agent: Mapping[str, Any],
-             queue: Mapping[str, Any], recording: Mapping[str, Any]) -> str:
+def _summary(kind: str, seconds: int | None, call: Call) -> str:
     """"Inbound call, 3 min 12 s, answered by agent sam (queue billing)", then the wrap-up code, the
     notes, and the recording URL or transcript the event brings."""
-    line = f"{direction.title()} call" + (f", {duration(seconds)}" if seconds is not None else "")
-    who = agent.get("name") or agent.get("id")
-    disposition = (call.get("disposition") or "").lower()
-    if who and (call.get("answered_at") or disposition in ("", "completed", "transferred")):
+    line = f"{call.direction.title()} call" + (f", {duration(seconds)}" if seconds is not None else "")
+    who = call.agent.label if call.agent is not None else None
+    disposition = (call.disposition or "").lower()
+    if who and (call.answered_at or disposition in ("", "completed", "transferred")):
         line += f", answered by agent {who}" + (", transferred" if disposition == "transferred" else "")
     elif disposition:
         line += f", {disposition.replace('-', ' ')}"
-    if queue.get("name") or queue.get("id"):
-        line += f" (queue {queue.get('name') or queue.get('id')})"
+    if call.queue is not None and call.queue.label:
+        line += f" (queue {call.queue.label})"
     lines = [_TITLES[kind] + line]
-    if call.get("wrapup_code"):
-        lines.append(f"Wrap-up: {call['wrapup_code']}")
-    if call.get("notes"):
-        lines.append(call["notes"])
-    if kind == "recording.available":
-        lines.append(f"Recording: {recording['url']}")
+    if call.wrapup_code:
+        lines.append(f"Wrap-up: {call.wrapup_code}")
+    if call.notes:
+        lines.append(call.notes)
+    if kind == "recording.available" and call.recording is not None:
+        lines.append(f"Recording: {call.recording.url}")
     if kind == "transcript.available":
-        transcript = call["transcript"]
+        transcript = call.transcript
         lines.append(transcript if isinstance(transcript, str) else json.dumps(transcript))
     return "\n".join(lines)
 
 
-def call_envelope(event: Mapping[str, Any], where: str, section: CtiChannel) -> Envelope:
-    """The envelope of one validated `cti.call.v1` event (Rejected 400 naming the field otherwise)."""
-    if event.get("schema") != SCHEMA:
-        raise Rejected(400, f"{where}schema must be {SCHEMA}", f"{where}schema")
-    event_id = require(event, "event_id", str, where)
-    kind = require(event, "event_type", str, where)
-    if kind not in EVENT_TYPES:
-        raise Rejected(400, f"{where}event_type must be one of {', '.join(EVENT_TYPES)}", f"{where}event_type")
-    occurred = _instant(require(event, "occurred_at", str, where), f"{where}occurred_at")
-    optional(event, "source", dict, where)
-    call = require(event, "call", dict, where)
-    at = f"{where}call."
-    call_id = require(call, "id", str, at)
-    if len(call_id) > MAX_ID:
-        raise Rejected(400, f"{at}id is over {MAX_ID} characters", f"{at}id")
-    direction = (optional(call, "direction", str, at) or "inbound").lower()
-    if direction not in ("inbound", "outbound"):
-        raise Rejected(400, f"{at}direction must be inbound or outbound", f"{at}direction")
-    them, us = ("ani", "dnis") if direction == "inbound" else ("dnis", "ani")
-    region = section.default_region or None
-    customer = e164(require(call, them, str, at), region)
-    if customer is None:
-        raise Rejected(400, f"{at}{them} is not a phone number", f"{at}{them}")
-    ours_raw = optional(call, us, str, at)
-    ours = e164(ours_raw, region) or ours_raw
-    for name in ("root_id", "caller_name", "disposition", "wrapup_code", "notes"):
-        optional(call, name, str, at)
-    queue = optional(call, "queue", dict, at) or {}
-    agent = optional(call, "agent", dict, at) or {}
-    recording = optional(call, "recording", dict, at) or {}
-    for name in ("wait_seconds", "talk_seconds", "hold_seconds"):
-        if (optional(call, name, (int, float), at) or 0) < 0:
-            raise Rejected(400, f"invalid field {at}{name}", f"{at}{name}")
-    optional(call, "attributes", dict, at)
-    started = _time(call, "started_at", at, needed=kind == "call.ended")
-    _time(call, "answered_at", at)
-    ended = _time(call, "ended_at", at, needed=kind == "call.ended")
-    seconds = None
-    if started and ended:
-        if ended < started:
-            raise Rejected(400, f"{at}ended_at is before {at}started_at", f"{at}ended_at")
-        seconds = round((ended - started).total_seconds())
-    if kind == "recording.available" and not isinstance(recording.get("url"), str):
-        raise Rejected(400, f"missing or invalid field {at}recording.url", f"{at}recording.url")
-    if kind == "transcript.available" and not call.get("transcript"):
-        raise Rejected(400, f"missing or invalid field {at}transcript", f"{at}transcript")
+def _missing(call: Call, kind: str) -> str | None:
+    """The field an event of this type needs that its call lacks, if any."""
+    if kind == "call.ended":
+        return "started_at" if call.started_at is None else "ended_at" if call.ended_at is None else None
+    if kind == "recording.available" and (call.recording is None or call.recording.url is None):
+        return "recording.url"
+    if kind == "transcript.available" and not call.transcript:
+        return "transcript"
+    return None
 
-    details: dict[str, str] = {"event_id": event_id, "event_type": kind, "occurred_at": occurred.isoformat()}
-    _flatten(details, "source", event.get("source"))
-    for name, value in call.items():
+
+def call_envelope(raw: Mapping[str, Any], where: str, section: CtiChannel) -> Envelope:
+    """The envelope of one `cti.call.v1` event (Rejected 400 naming the field when it is malformed)."""
+    event = validated(CallEvent, raw, where)
+    call, kind, at = event.call, event.event_type, f"{where}call."
+    region = section.default_region or None
+    field = f"{at}{call.customer_field}"
+    if not call.customer:
+        raise Rejected(400, f"missing or invalid field {field}", field)
+    customer = e164(call.customer, region)
+    if customer is None:
+        raise Rejected(400, f"{field} is not a phone number", field)
+    ours = (e164(call.ours, region) or call.ours) if call.ours is not None else None
+    if (missing := _missing(call, kind)) is not None:
+        raise Rejected(400, f"missing or invalid field {at}{missing}", f"{at}{missing}")
+    seconds = None
+    if call.started_at and call.ended_at:
+        if call.ended_at < call.started_at:
+            raise Rejected(400, f"{at}ended_at is before {at}started_at", f"{at}ended_at")
+        seconds = round((call.ended_at - call.started_at).total_seconds())
+
+    details: dict[str, str] = {"event_id": event.event_id, "event_type": kind,
+                               "occurred_at": event.occurred_at.isoformat()}
+    _flatten(details, "source", raw.get("source"))
+    for name, value in raw["call"].items():  # every field as the platform sent it, ours or not
         _flatten(details, "call_id" if name == "id" else name, value)
-    details["direction"] = direction
+    details["direction"] = call.direction
     details["customer_number"] = customer
     if seconds is not None:
         details["duration_seconds"] = str(seconds)
-    action = _action(kind, section.dispositions, call.get("disposition"), details)
-    text = _summary(kind, direction, seconds, call, agent, queue, recording)
+    action = _action(kind, section.dispositions, call.disposition, details)
+    recording = call.recording.url if call.recording is not None else None
     return message_envelope(
-        "phone", "cti", f"{call_id}:{kind}", sender=Sender(name=call.get("caller_name"), phone=customer),
-        text=text, recipients=(ours,) if ours else (), entry_type="Call", details=details,
-        media=[recording["url"]] if isinstance(recording.get("url"), str) else [], action=action,
-        sent_at=occurred)
+        "phone", "cti", f"{call.id}:{kind}", sender=Sender(name=call.caller_name, phone=customer),
+        text=_summary(kind, seconds, call), recipients=(ours,) if ours else (), entry_type="Call",
+        details=details, media=[recording] if recording is not None else [], action=action,
+        sent_at=event.occurred_at)
 
 
 async def receive(ctx: ChannelContext, request: web.Request, body: bytes) -> web.StreamResponse:

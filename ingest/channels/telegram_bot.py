@@ -10,34 +10,30 @@ What becomes a message on channel `telegram`, with `update_id` as its idempotenc
   the case keeps what the customer first wrote and what they changed it to.
 Everything else — channel posts, callback queries, chat member changes, messages from bots, messages
 without a sender — is answered 200 and published nowhere (Telegram would otherwise resend it).
+The Update's shape is telegram_payload.py; a malformed one is a 400 naming the field.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
 from config.channels import TelegramChannel
 from config.sections import read_secret
+from ingest.channels.telegram_payload import Message, Update
 from ingest.channels.webhook import (
     ChannelContext,
     Rejected,
     message_envelope,
     parse_json,
     publish_all,
-    require,
     same_secret,
+    validated,
     webhook,
 )
 from ingest.envelope import Envelope, Sender
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MESSAGE_KINDS = ("message", "edited_message")
-FILE_KINDS = ("document", "audio", "voice", "video", "video_note", "animation", "sticker")
-"""Message fields holding one file object (`photo` is a list of sizes and handled apart)."""
-FILE_FIELDS = ("file_id", "file_unique_id", "mime_type", "file_name", "file_size", "duration", "emoji")
 
 
 def check_secret_token(expected: str, given: str | None) -> None:
@@ -48,93 +44,69 @@ def check_secret_token(expected: str, given: str | None) -> None:
         raise Rejected(403, f"{SECRET_HEADER} does not match")
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
-def _media(message: Mapping[str, Any], where: str) -> tuple[str | None, list[str], dict[str, str]]:
+def _media(message: Message) -> tuple[str | None, list[str], dict[str, str]]:
     """(kind, media references, details) of the media a message carries; (None, [], {}) for none."""
-    photo = message.get("photo")
-    if photo is not None:
-        if not isinstance(photo, list) or not photo or not isinstance(photo[-1], Mapping):
-            raise Rejected(400, f"invalid field {where}photo", f"{where}photo")
-        largest = photo[-1]
-        file_id = require(largest, "file_id", str, f"{where}photo[{len(photo) - 1}].")
-        details = {f: _text(largest[f]) for f in FILE_FIELDS if largest.get(f) is not None}
-        return "photo", [file_id], {**details, "mime_type": "image/jpeg"}
-    for kind in FILE_KINDS:
-        if kind in message:
-            item = require(message, kind, Mapping, where)
-            file_id = require(item, "file_id", str, f"{where}{kind}.")
-            return kind, [file_id], {f: _text(item[f]) for f in FILE_FIELDS if item.get(f) is not None}
-    for kind in ("venue", "location"):
-        if kind in message:
-            place = require(message, kind, Mapping, where)
-            point = require(place, "location", Mapping, f"{where}{kind}.") if kind == "venue" else place
-            lat = require(point, "latitude", (int, float), f"{where}{kind}.")
-            lon = require(point, "longitude", (int, float), f"{where}{kind}.")
-            details = {f: _text(place[f]) for f in ("title", "address") if place.get(f) is not None}
-            return kind, [f"geo:{lat},{lon}"], details
-    if "contact" in message:
-        card = require(message, "contact", Mapping, where)
-        phone = require(card, "phone_number", str, f"{where}contact.")
-        name = " ".join(_text(card[f]) for f in ("first_name", "last_name") if card.get(f))
-        return "contact", [f"tel:{phone}"], {"contact_name": name} if name else {}
+    if message.photo is not None:
+        largest = message.photo[-1]
+        return "photo", [largest.file_id], {**largest.details(), "mime_type": "image/jpeg"}
+    if (found := message.file()) is not None:
+        kind, item = found
+        return kind, [item.file_id], item.details()
+    if message.venue is not None:
+        venue = message.venue
+        details = {name: value for name, value in (("title", venue.title), ("address", venue.address))
+                   if value is not None}
+        return "venue", [f"geo:{venue.location.latitude},{venue.location.longitude}"], details
+    if message.location is not None:
+        return "location", [f"geo:{message.location.latitude},{message.location.longitude}"], {}
+    if message.contact is not None:
+        card = message.contact
+        name = " ".join(part for part in (card.first_name, card.last_name) if part)
+        return "contact", [f"tel:{card.phone_number}"], {"contact_name": name} if name else {}
     return None, [], {}
 
 
-def envelope_of(update_id: int, kind: str, message: Mapping[str, Any]) -> Envelope | None:
+def envelope_of(update_id: int, kind: str, message: Message) -> Envelope | None:
     """The envelope of a message or edit, or None when it is not a customer's message (a bot's, or one
-    without a sender). Rejected 400 naming the field when the message is malformed."""
-    where = f"{kind}."
-    user = message.get("from")
-    if user is None:
-        return None  # anonymous group admins and channels write as `sender_chat`: not a customer
-    if not isinstance(user, Mapping):
-        raise Rejected(400, f"missing or invalid field {where}from", f"{where}from")
-    user_id = require(user, "id", int, f"{where}from.")
-    if user.get("is_bot") is True:
+    without a sender: anonymous group admins and channels write as `sender_chat`)."""
+    user = message.sender
+    if user is None or user.is_bot:
         return None
-    chat = require(message, "chat", Mapping, where)
-    chat_id = require(chat, "id", int, f"{where}chat.")
-    message_id = require(message, "message_id", int, where)
-    text = message.get("text", message.get("caption"))
-    if text is not None and not isinstance(text, str):
-        raise Rejected(400, f"invalid field {where}{'text' if 'text' in message else 'caption'}",
-                       f"{where}{'text' if 'text' in message else 'caption'}")
-    media_kind, media, details = _media(message, where)
-    name = " ".join(_text(user[f]) for f in ("first_name", "last_name") if user.get(f)) or None
-    details.update({"chat_id": str(chat_id), "chat_type": _text(chat.get("type", "")),
-                    "message_id": str(message_id)})
+    text = message.body
+    media_kind, media, details = _media(message)
+    details.update({"chat_id": str(message.chat.id), "chat_type": message.chat.type,
+                    "message_id": str(message.message_id)})
     if media_kind:
         details["media_type"] = media_kind
-    for key, value in (("username", user.get("username")), ("language_code", user.get("language_code")),
-                       ("message_thread_id", message.get("message_thread_id")),
-                       ("media_group_id", message.get("media_group_id"))):
+    for key, value in (("username", user.username), ("language_code", user.language_code),
+                       ("message_thread_id", message.message_thread_id),
+                       ("media_group_id", message.media_group_id)):
         if value is not None:
-            details[key] = _text(value)
-    reply_to = message.get("reply_to_message")
-    if isinstance(reply_to, Mapping) and reply_to.get("message_id") is not None:
-        details["reply_to_message_id"] = _text(reply_to["message_id"])
+            details[key] = str(value)
+    reply_to = message.reply_to_message
+    if reply_to is not None and reply_to.message_id is not None:
+        details["reply_to_message_id"] = str(reply_to.message_id)
     if kind == "edited_message":
         details["edited"] = "true"
-        if message.get("edit_date") is not None:
-            details["edit_date"] = _text(message["edit_date"])
+        if message.edit_date is not None:
+            details["edit_date"] = str(message.edit_date)
     subject = None if text and text.strip() else f"Telegram {(media_kind or 'message').replace('_', ' ')}"
     return message_envelope("telegram", "telegram", str(update_id),
-                            sender=Sender(name=name, handle=str(user_id)), text=text or None, subject=subject,
-                            entry_type="Media" if media else "Text", media=media, details=details)
+                            sender=Sender(name=user.full_name, handle=str(user.id)), text=text or None,
+                            subject=subject, entry_type="Media" if media else "Text", media=media, details=details)
 
 
 def parse_update(body: bytes) -> Envelope | None:
-    """The envelope of one Update, or None for an update that publishes nothing."""
-    update = parse_json(body)
-    if not isinstance(update, Mapping):
+    """The envelope of one Update, or None for an update that publishes nothing; Rejected 400 naming the
+    field when it is malformed."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
         raise Rejected(400, "body is not a JSON object (a Telegram Update)")
-    update_id = require(update, "update_id", int)
+    update = validated(Update, payload)
     for kind in MESSAGE_KINDS:
-        if kind in update:
-            return envelope_of(update_id, kind, require(update, kind, Mapping))
+        message: Message | None = getattr(update, kind)
+        if message is not None:
+            return envelope_of(update.update_id, kind, message)
     return None
 
 

@@ -7,7 +7,8 @@ external id = MessageSid, so a redelivery is one message), acknowledged with an 
 <Response/> (Twilio then sends no reply) once the bus has it. Its media URLs are recorded; with
 `fetch_media` the media are also downloaded into the blob store first (a failed download still
 publishes the message, with the URLs, and says so in its details). Delivery status callbacks
-(MessageStatus without Body) are acknowledged and logged, never turned into cases.
+(MessageStatus without Body) are acknowledged and logged, never turned into cases. The fields read
+are twilio_payload.py's models; a malformed one is a 400 naming it as Twilio spells it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from config.sections import read_secret
 from ingest.channels import twilio_voice
 from ingest.channels.media_fetch import HttpMediaFetcher, MediaFetcher, MediaItem, store_media
 from ingest.channels.twilio_common import Params, first, twiml
+from ingest.channels.twilio_payload import InboundMessage, StatusCallback, fields
 from ingest.channels.webhook import (
     ChannelContext,
     Handler,
@@ -34,6 +36,7 @@ from ingest.channels.webhook import (
     message_envelope,
     parse_json,
     publish_all,
+    validated,
     webhook,
 )
 from ingest.envelope import Channel, Envelope, Sender
@@ -42,17 +45,15 @@ log = structlog.get_logger("casegate.twilio")
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
-MAX_MEDIA = 10
-"""Twilio sends at most 10 media items per message."""
 Digest = Callable[[], "hashlib._Hash"]
 
-DETAILS = {"AccountSid": "account_sid", "MessagingServiceSid": "messaging_service_sid", "To": "to",
-           "NumSegments": "num_segments", "FromCountry": "from_country", "WaId": "wa_id",
-           "ProfileName": "profile_name", "OriginalRepliedMessageSid": "replied_to_message_sid",
-           "Forwarded": "forwarded", "ButtonText": "button_text", "ButtonPayload": "button_payload",
-           "Latitude": "latitude", "Longitude": "longitude", "Address": "address", "Label": "label",
-           "ReferralSourceUrl": "referral_source_url", "ReferralHeadline": "referral_headline"}
-"""Twilio fields kept in the conversation entry's details (when present and not empty)."""
+DETAILS = {"account_sid": "account_sid", "messaging_service_sid": "messaging_service_sid", "to": "to",
+           "num_segments": "num_segments", "from_country": "from_country", "wa_id": "wa_id",
+           "profile_name": "profile_name", "original_replied_message_sid": "replied_to_message_sid",
+           "forwarded": "forwarded", "button_text": "button_text", "button_payload": "button_payload",
+           "latitude": "latitude", "longitude": "longitude", "address": "address", "label": "label",
+           "referral_source_url": "referral_source_url", "referral_headline": "referral_headline"}
+"""InboundMessage fields kept in the conversation entry's details (when present and not empty) → their key."""
 
 
 # -- X-Twilio-Signature (https://www.twilio.com/docs/usage/webhooks/webhooks-security) -------------
@@ -164,59 +165,45 @@ async def verified_params(ctx: ChannelContext, request: web.Request, body: bytes
 
 
 # -- messages -------------------------------------------------------------------------------------
-def media_items(p: Params) -> list[MediaItem]:
-    raw = first(p, "NumMedia") or "0"
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4):  # "²" and "٣" are digits to str.isdigit
-        raise Rejected(400, "NumMedia is not a number of 0 to 4 ASCII digits", "NumMedia")
-    items = []
-    for i in range(min(int(raw), MAX_MEDIA)):
-        if url := first(p, f"MediaUrl{i}"):
-            items.append(MediaItem(url, first(p, f"MediaContentType{i}")))
-    return items
-
-
-def envelope_of(p: Params, media: Sequence[MediaItem], extra: Mapping[str, str]) -> Envelope:
-    sid, sender = first(p, "MessageSid"), first(p, "From")
-    if not sid:
-        raise Rejected(400, "missing or invalid field MessageSid", "MessageSid")
-    if not sender:
-        raise Rejected(400, "missing or invalid field From", "From")
-    to = first(p, "To") or ""
+def envelope_of(message: InboundMessage, media: Sequence[MediaItem], extra: Mapping[str, str]) -> Envelope:
+    sender, to = message.sender, message.to or ""
     channel: Channel = "whatsapp" if sender.lower().startswith("whatsapp:") else "sms"
     phone = phone_number(sender)
-    text = first(p, "Body") or ""
-    if not text and first(p, "Latitude"):
-        text = f"Shared location: {first(p, 'Address') or ''} ({first(p, 'Latitude')}, {first(p, 'Longitude')})"
-    details = {key: v for name, key in DETAILS.items() if (v := first(p, name))}
+    text = message.body or ""
+    if not text and message.latitude:
+        text = f"Shared location: {message.address or ''} ({message.latitude}, {message.longitude})"
+    details = {key: value for name, key in DETAILS.items() if (value := getattr(message, name))}
     details.update(extra)
     return message_envelope(
-        channel, "twilio", sid, sender=Sender(name=first(p, "ProfileName") or None, phone=phone,
-                                              handle=None if phone else sender),
+        channel, "twilio", message.message_sid, sender=Sender(name=message.profile_name or None, phone=phone,
+                                                              handle=None if phone else sender),
         text=text, recipients=(phone_number(to) or to,) if to else (), entry_type="Media" if media else "Text",
         media=[m.url for m in media], details=details,
-        thread_hints=[h for h in (first(p, "OriginalRepliedMessageSid"),) if h])
+        thread_hints=[h for h in (message.original_replied_message_sid,) if h])
 
 
 def messaging_handler(ctx: ChannelContext, fetcher: MediaFetcher) -> Handler:
     async def handle(request: web.Request, body: bytes) -> web.StreamResponse:
-        p = await verified_params(ctx, request, body)
+        p = fields(await verified_params(ctx, request, body))
         if "MessageStatus" in p and "Body" not in p:
-            log.info("twilio.status_callback", message_sid=first(p, "MessageSid"), status=first(p, "MessageStatus"),
-                     error_code=first(p, "ErrorCode"))
+            status = validated(StatusCallback, p)
+            log.info("twilio.status_callback", message_sid=status.message_sid, status=status.message_status,
+                     error_code=status.error_code)
             return twiml()
-        media = media_items(p)
-        envelope = envelope_of(p, media, {})  # malformed input is refused before any download
+        message = validated(InboundMessage, p)  # malformed input is refused before any download
+        media = message.media()
+        envelope = envelope_of(message, media, {})
         section = ctx.settings.channels.twilio
         if media and section.fetch_media:
             token = read_secret(section.auth_token, section.auth_token_file)
-            account = first(p, "AccountSid")
+            account = message.account_sid
             outcome = await store_media(fetcher, ctx.publisher.blobs, media,
                                         auth=(account, token) if account and token else None,
                                         max_bytes=section.media_max_bytes, timeout=section.media_timeout_seconds)
             if len(outcome.attachments) < len(media):
                 log.warning("twilio.media_fetch_failed", message_sid=envelope.external_id,
                             stored=len(outcome.attachments), media=len(media))
-            envelope = envelope_of(p, media, outcome.details).model_copy(
+            envelope = envelope_of(message, media, outcome.details).model_copy(
                 update={"attachments": tuple(outcome.attachments)})
         return await publish_all(ctx, "twilio", [envelope], ok=twiml())
 

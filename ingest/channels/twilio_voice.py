@@ -7,7 +7,8 @@ Each final call status callback (completed, busy, no-answer, failed, canceled) b
 one — which the case service logs on that caller's open case (or opens a Phone case). The idempotency
 key is CallSid + status (+ SequenceNumber), so a redelivered callback is one entry. Progress
 callbacks (queued, initiated, ringing, in-progress) and recording/transcription callbacks are
-acknowledged and not recorded; the incoming-call webhook itself gets the configured TwiML.
+acknowledged and not recorded; the incoming-call webhook itself gets the configured TwiML. The
+fields read are twilio_payload.CallCallback.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from ingest.channels.twilio_common import Params, first, twiml
-from ingest.channels.webhook import ChannelContext, Handler, Rejected, e164, message_envelope, publish_all, webhook
+from ingest.channels.twilio_common import Params, twiml
+from ingest.channels.twilio_payload import CallCallback, FinalCall, fields
+from ingest.channels.webhook import (
+    ChannelContext,
+    Handler,
+    Rejected,
+    e164,
+    message_envelope,
+    publish_all,
+    validated,
+    webhook,
+)
 from ingest.envelope import Envelope, Sender
 
 log = structlog.get_logger("casegate.twilio")
@@ -27,48 +38,45 @@ FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "cancele
 Verifier = Callable[[ChannelContext, web.Request, bytes], Awaitable[Params]]
 """Proves Twilio signed the request and returns its parameters (raises Rejected otherwise)."""
 
-DETAILS = {"CallSid": "call_sid", "Direction": "direction", "From": "from", "To": "to", "CallStatus": "status",
-           "CallDuration": "duration", "RecordingUrl": "recording_url", "RecordingSid": "recording_sid",
-           "RecordingDuration": "recording_duration", "SipResponseCode": "sip_response_code",
-           "AnsweredBy": "answered_by", "Timestamp": "timestamp", "ParentCallSid": "parent_call_sid",
-           "ForwardedFrom": "forwarded_from", "AccountSid": "account_sid"}
-"""Twilio fields kept in the call entry's details (when present and not empty)."""
+DETAILS = {"call_sid": "call_sid", "direction": "direction", "sender": "from", "to": "to", "call_status": "status",
+           "call_duration": "duration", "recording_url": "recording_url", "recording_sid": "recording_sid",
+           "recording_duration": "recording_duration", "sip_response_code": "sip_response_code",
+           "answered_by": "answered_by", "timestamp": "timestamp", "parent_call_sid": "parent_call_sid",
+           "forwarded_from": "forwarded_from", "account_sid": "account_sid"}
+"""CallCallback fields kept in the call entry's details (when present and not empty) → their key."""
 
 
-def call_envelope(p: Params) -> Envelope:
+def call_envelope(call: FinalCall) -> Envelope:
     """The call entry of a final status callback."""
-    sid, status = first(p, "CallSid"), first(p, "CallStatus") or ""
-    if not sid:
-        raise Rejected(400, "missing or invalid field CallSid", "CallSid")
-    direction = first(p, "Direction") or "inbound"
-    inbound = direction == "inbound"
-    customer, ours = (first(p, "From"), first(p, "To")) if inbound else (first(p, "To"), first(p, "From"))
+    status = call.call_status or ""
+    customer, ours = (call.sender, call.to) if call.inbound else (call.to, call.sender)
     if not customer:
-        raise Rejected(400, f"missing or invalid field {'From' if inbound else 'To'}", "From" if inbound else "To")
+        name = "From" if call.inbound else "To"
+        raise Rejected(400, f"missing or invalid field {name}", name)
     phone = e164(customer)
-    sequence = first(p, "SequenceNumber")
-    duration = first(p, "CallDuration")
-    text = f"{'Inbound' if inbound else 'Outbound'} call {status}" + (f", {duration} s" if duration else "")
+    duration = call.call_duration
+    text = f"{'Inbound' if call.inbound else 'Outbound'} call {status}" + (f", {duration} s" if duration else "")
     return message_envelope(
-        "phone", "twilio", ":".join(x for x in (sid, status, sequence) if x),
-        sender=Sender(name=first(p, "CallerName") or None, phone=phone, handle=None if phone else customer),
+        "phone", "twilio", ":".join(x for x in (call.call_sid, status, call.sequence_number) if x),
+        sender=Sender(name=call.caller_name or None, phone=phone, handle=None if phone else customer),
         text=text, recipients=(e164(ours) or ours,) if ours else (), entry_type="Call",
-        details={key: v for name, key in DETAILS.items() if (v := first(p, name))})
+        details={key: value for name, key in DETAILS.items() if (value := getattr(call, name))})
 
 
 def voice_handler(ctx: ChannelContext, verify: Verifier) -> Handler:
     async def handle(request: web.Request, body: bytes) -> web.StreamResponse:
-        p = await verify(ctx, request, body)
-        status = first(p, "CallStatus")
+        p = fields(await verify(ctx, request, body))
+        call = validated(CallCallback, p)
+        status = call.call_status
         if not status:
-            if "RecordingStatus" in p or "TranscriptionStatus" in p:
-                log.info("twilio.recording_callback", call_sid=first(p, "CallSid"),
-                         status=first(p, "RecordingStatus") or first(p, "TranscriptionStatus"))
+            if {"recording_status", "transcription_status"} & call.model_fields_set:
+                log.info("twilio.recording_callback", call_sid=call.call_sid,
+                         status=call.recording_status or call.transcription_status)
                 return twiml()
             raise Rejected(400, "missing or invalid field CallStatus", "CallStatus")
         if status in FINAL_STATUSES:
-            return await publish_all(ctx, "twilio", [call_envelope(p)], ok=twiml())
-        if "CallbackSource" in p or status != "ringing":  # a progress callback: nothing to record
+            return await publish_all(ctx, "twilio", [call_envelope(validated(FinalCall, p))], ok=twiml())
+        if "callback_source" in call.model_fields_set or status != "ringing":  # a progress callback
             return twiml()
         return twiml(ctx.settings.channels.twilio.voice_twiml)  # the incoming call asks what to do
 

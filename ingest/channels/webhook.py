@@ -229,26 +229,6 @@ def one_or_many(body: bytes, key: str, limit: int) -> list[tuple[dict[str, Any],
     return [(item, f"{key}[{i}].") for i, item in enumerate(items)]
 
 
-def require(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str, where: str = "") -> Any:
-    """obj[name] when present and of `kind`, else Rejected 400 naming the field."""
-    value = obj.get(name) if isinstance(obj, Mapping) else None
-    if (value is None or (kind is str and value == "") or not isinstance(value, kind)
-            or (isinstance(value, bool) and kind is not bool)):
-        raise Rejected(400, f"missing or invalid field {where}{name}", f"{where}{name}")
-    return value
-
-
-def optional(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str = "") -> Any:
-    """obj[name], None when absent; Rejected 400 naming the field when it is not of `kind` (a bool is
-    never taken for a number)."""
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise Rejected(400, f"invalid field {where}{name}", f"{where}{name}")
-    return value
-
-
 def e164(raw: str | None, default_region: str | None = None) -> str | None:
     """A phone number in E.164 (+15551230000), or None when it is not one. Accepts provider forms such as
     `whatsapp:+1 555 123 0000` and WhatsApp's bare digits (`15551230000`)."""

@@ -1,31 +1,27 @@
 """The shapes of an X Account Activity delivery that casegate reads, as pydantic models
 (https://developer.x.com/en/docs/x-api/enterprise/account-activity-api/guides/account-activity-data-objects).
 
-Strict: an id string is a string, never a number, list or object, so a type-confused field is a 400
-naming it (ingest.channels.webhook.validated) instead of an error deep in the handler. Fields casegate
-does not read are ignored; every field it reads is declared here.
+Strict (ingest.channels.payload): an id string is a string, never a number, list or object, so a
+type-confused field is a 400 naming it (ingest.channels.webhook.validated) instead of an error deep in
+the handler. Fields casegate does not read are ignored; every field it reads is declared here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import Field
 
-Id = Annotated[str, StringConstraints(min_length=1)]
-
-
-class Shape(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+from ingest.channels.payload import Id, Shape
 
 
 class Delivery(Shape):
     """The top level: who it is for, the lookup map of users, and the event arrays casegate reads."""
 
     for_user_id: Id
-    users: dict[str, Any] = {}
-    direct_message_events: list[dict[str, Any]] = []
-    tweet_create_events: list[dict[str, Any]] = []
+    users: dict[str, Any] = Field(default_factory=dict)
+    direct_message_events: list[dict[str, Any]] = Field(default_factory=list)
+    tweet_create_events: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class User(Shape):
@@ -75,11 +71,11 @@ class Mention(Shape):
 
 
 class Entities(Shape):
-    user_mentions: list[Mention] = []
+    user_mentions: list[Mention] = Field(default_factory=list)
 
 
 class MediaEntities(Shape):
-    media: list[Media] = []
+    media: list[Media] = Field(default_factory=list)
 
 
 class Author(Shape):
