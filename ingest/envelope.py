@@ -1,7 +1,13 @@
-"""The one message format on the bus, version 1: encode and decode.
+"""The one message format on the bus, version 2: encode and decode.
 
 Decoding checks the `schema` version before anything else, so a record written by a newer casegate
 fails loudly (and goes to the dead-letter topic) instead of being half-understood.
+
+Version 2 carries a message that is not an email (SMS, chat, a call, a form …) as a typed `entry`
+(source, entry type, media, details, case fields, action). Version 1 wrote these as strings inside
+`meta`, the media and details as JSON text; such records may still be on the bus while a deployment
+upgrades, so `decode` reads them too, into the same `entry`. Upgrade workers before ingest processes: a
+worker of version 1 dead-letters a version 2 record (replayable once it is upgraded), never misreads it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE = (1, 2)
 Channel = Literal["email", "web", "sms", "whatsapp", "messenger", "instagram", "telegram", "x", "phone", "chat", "api"]
 
 
@@ -67,6 +74,20 @@ class AttachmentRef(_Value):
     inline: bool = False
 
 
+class Entry(_Value):
+    """What a message that is not an email records on its case, beside its text: who delivered it
+    (`source`: twilio, meta, cti …), its ConversationEntry type (Text, Media, Form, Call …), media URLs,
+    provider details, case fields it sets (a web form's Priority …) and an `action` for the worker
+    (e.g. log a call on the caller's open case)."""
+
+    source: str
+    entry_type: str = "Text"
+    media: tuple[str, ...] = ()
+    details: dict[str, str] = {}
+    case_fields: dict[str, str] = {}
+    action: str | None = None
+
+
 class Envelope(_Value):
     schema_version: int = Field(default=SCHEMA, alias="schema")
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))
@@ -87,9 +108,32 @@ class Envelope(_Value):
     attachments: tuple[AttachmentRef, ...] = ()
     raw_sha256: str | None = None
     auto: str | None = None
+    entry: Entry | None = None
+    """Set for every message that is not an email."""
     meta: dict[str, str] = {}
+    """Small channel facts as strings (mail: raw headers, classification reason, cuts)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+_V1_ENTRY = ("source", "entry_type", "media", "details", "action")
+
+
+def _from_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 record as version 2: the entry's facts out of `meta` (media and details were JSON
+    text there, case fields `case.<Field>` keys)."""
+    meta = raw.get("meta")
+    if not isinstance(meta, dict) or "source" not in meta:
+        return {**raw, "schema": SCHEMA}
+    try:
+        entry: dict[str, Any] = {"source": meta["source"], "entry_type": meta.get("entry_type", "Text"),
+                                 "media": json.loads(meta.get("media", "[]")),
+                                 "details": json.loads(meta.get("details", "{}")), "action": meta.get("action"),
+                                 "case_fields": {k[5:]: v for k, v in meta.items() if str(k).startswith("case.")}}
+    except (TypeError, ValueError) as e:
+        raise EnvelopeError(f"invalid version 1 entry in meta: {e}") from None
+    rest = {k: v for k, v in meta.items() if k not in _V1_ENTRY and not str(k).startswith("case.")}
+    return {**raw, "schema": SCHEMA, "entry": entry, "meta": rest}
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -104,10 +148,12 @@ def decode(data: bytes) -> Envelope:
         raise EnvelopeError(f"not JSON: {e}") from None
     if not isinstance(raw, dict):
         raise EnvelopeError("not a JSON object")
-    if raw.get("schema") != SCHEMA:
-        raise UnknownSchema(f"unknown envelope schema {raw.get('schema')!r} (this casegate reads {SCHEMA})")
+    version = raw.get("schema")
+    if type(version) is not int or version not in READABLE:
+        raise UnknownSchema(f"unknown envelope schema {version!r} (this casegate reads "
+                            f"{', '.join(map(str, READABLE))})")
     try:
-        return Envelope.model_validate(raw)
+        return Envelope.model_validate(raw if version == SCHEMA else _from_v1(raw))
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise EnvelopeError(f"invalid envelope: {problems}") from None

@@ -31,7 +31,7 @@ from aiohttp import web
 from config import Settings
 from ingest.blobs import BlobStoreError
 from ingest.bus import BusError
-from ingest.envelope import Channel, Envelope, Sender
+from ingest.envelope import Channel, Entry, Envelope, Sender
 from ingest.metrics import WEBHOOK_REJECTED
 from ingest.publisher import Publisher
 from store.database import Database
@@ -262,18 +262,11 @@ def message_envelope(channel: Channel, source: str, external_id: str, *, sender:
     `conversation`, else the sender's phone number (E.164), handle or email: one customer's messages stay
     in order and together. `sent_at` (the provider's time) becomes the entry's time."""
     who = conversation or sender.phone or sender.handle or sender.email or external_id
-    meta: dict[str, str] = {"source": source, "entry_type": entry_type}
-    if media:
-        meta["media"] = json.dumps(list(media))
-    if details:
-        meta["details"] = json.dumps(dict(details))
-    if action:
-        meta["action"] = action
-    for name, value in (case_fields or {}).items():
-        meta[f"case.{name}"] = value
+    entry = Entry(source=source, entry_type=entry_type, media=tuple(media), details=dict(details or {}),
+                  case_fields=dict(case_fields or {}), action=action or None)
     return Envelope(channel=channel, external_id=external_id, conversation_key=f"{channel}:{who}",
                     sender=sender, recipients=tuple(recipients), subject=subject, text=text,
-                    thread_hints=tuple(thread_hints), meta=meta,
+                    thread_hints=tuple(thread_hints), entry=entry,
                     headers={"Date": sent_at.isoformat()} if sent_at else {})
 
 
