@@ -7,7 +7,7 @@ offending key and the reason, so the daemon can print them and exit 2 instead of
 from __future__ import annotations
 
 from config.loader import ConfigError, load_settings
-from config.mail import LoopSettings, OutboundSettings, RoutingAddress
+from config.mail import LoopSettings, MailSettings, OutboundSettings, RoutingAddress
 from config.mailboxes import MailboxSettings
 from config.settings import (
     AssignmentEntry,
@@ -33,6 +33,7 @@ __all__ = [
     "KafkaSettings",
     "LocalBusSettings",
     "LoopSettings",
+    "MailSettings",
     "MailboxSettings",
     "OutboundSettings",
     "RoutingAddress",

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from config.case_values import OpenStatus, OptionalPicklist, Owner
 from config.channels import ChannelsSettings
-from config.mail import HostName, LoopSettings, OutboundSettings, RoutingAddress
+from config.mail import HostName, LoopSettings, MailSettings, OutboundSettings, RoutingAddress
 from config.mailboxes import MailboxSettings
 from config.sections import Section
 
@@ -273,6 +273,7 @@ class Settings(BaseSettings):
     run: RunSettings = RunSettings()
     threading: ThreadingSettings = ThreadingSettings()
     loops: LoopSettings = LoopSettings()
+    mail: MailSettings = MailSettings()
     channels: ChannelsSettings = ChannelsSettings()
     outbound: OutboundSettings = OutboundSettings()
     mailboxes: list[MailboxSettings] = []

@@ -25,6 +25,15 @@ class Publisher:
         for the envelope. Raises BlobStoreError when the blob store cannot take them."""
         try:
             raw_sha = await self.blobs.put(raw)
+        except BlobStoreError:
+            HANDOFF_FAILURES.labels("blobs").inc()
+            raise
+        return raw_sha, await self.claim_parts(parts)
+
+    async def claim_parts(self, parts: Sequence[MailPart]) -> tuple[AttachmentRef, ...]:
+        """Store each part (the raw original is stored already); their attachment references. Raises
+        BlobStoreError when the blob store cannot take them."""
+        try:
             refs = []
             for part in parts:
                 sha = await self.blobs.put(part.data)
@@ -33,7 +42,7 @@ class Publisher:
         except BlobStoreError:
             HANDOFF_FAILURES.labels("blobs").inc()
             raise
-        return raw_sha, tuple(refs)
+        return tuple(refs)
 
     async def publish(self, envelope: Envelope) -> None:
         """Returns once the bus has the envelope durably; raises BusError otherwise."""

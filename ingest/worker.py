@@ -4,26 +4,28 @@ deduplicated by the ledger) → commit the database → commit the offset.
 A temporary failure (database down) retries the same batch with back-off and commits nothing. A
 permanent failure is narrowed to the message(s) that cause it, which go to the dead-letter topic
 with the error; the rest of the batch goes on. An offset is committed only after every record of
-the batch is either in the case store or in the dead-letter topic.
+the batch is either in the case store or in the dead-letter topic. A mail whose hand-off failed after
+its raw original was stored (ingest/mail_handoff.py) arrives marked so, and is dead-lettered with its error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
 from config import WorkerSettings
 from ingest.blobs import BlobStore
 from ingest.bus import Bus, BusError, Consumer, Record
-from ingest.envelope import Envelope, EnvelopeError, decode
+from ingest.envelope import Entry, Envelope, EnvelopeError, decode
+from ingest.mail_handoff import HANDOFF_ERROR
 from ingest.metrics import WORKER_BATCH_SECONDS, WORKER_DEAD_LETTERED, WORKER_MESSAGES, WORKER_RETRIES
 from ingest.mime import message_id, message_ids
 from store.case_service import CaseService
@@ -53,12 +55,16 @@ def to_inbound(env: Envelope) -> InboundMessage:
                           for a in env.attachments),
         auto=env.auto, auto_reason=env.meta.get("auto_reason"),
         bounced_message_ids=tuple(message_ids(env.meta.get("bounced_message_ids"))),
-        sender_handle=env.sender.handle, source=env.meta.get("source"),
-        entry_type=env.meta.get("entry_type", "Text"), media=tuple(json.loads(env.meta.get("media", "[]"))),
-        details=json.loads(env.meta.get("details", "{}")),
-        case_fields={k[5:]: v for k, v in env.meta.items() if k.startswith("case.")},
-        action=env.meta.get("action"),
+        sender_handle=env.sender.handle, **_entry(env.entry),
     )
+
+
+def _entry(entry: Entry | None) -> dict[str, Any]:
+    """The InboundMessage fields of a message's entry (none for an email)."""
+    if entry is None:
+        return {}
+    return {"source": entry.source, "entry_type": entry.entry_type, "media": entry.media, "details": entry.details,
+            "case_fields": entry.case_fields, "action": entry.action}
 
 
 def _traceable(r: Record) -> InboundMessage:
@@ -166,6 +172,9 @@ class Worker:
         missing = [s for s in [env.raw_sha256, *(a.sha256 for a in env.attachments)] if s and not self.blobs.exists(s)]
         if missing:
             raise PermanentMessageError(f"claimed blob(s) missing from the blob store: {', '.join(missing)}")
+        if HANDOFF_ERROR in env.meta:  # accepted, but the hand-off failed after storing the raw original
+            raise PermanentMessageError(f"mail hand-off failed: {env.meta[HANDOFF_ERROR]} (the raw original is "
+                                        "kept: `casegate dlq replay` hands it off again)")
         try:
             return to_inbound(env)
         except ValueError as e:

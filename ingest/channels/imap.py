@@ -9,10 +9,12 @@ them, flag them \\Seen or move them, then advance the watermark. The \\Seen flag
 client reading the mail hides nothing. Then wait for new mail: IDLE when the server offers it
 (re-issued every `idle_renew` s, each time with a full scan), else a poll every `poll_interval` s.
 
-The bus failing leaves the message as it was and the watermark where it was; it is fetched again
-after a back-off. A lost connection or a refused login reconnects after an exponential back-off
-(capped at `retry_max`). One mailbox failing never stops another. Each watcher's status is kept in
-memory for `/readyz` and written to the state file for `casegate mailboxes status`.
+The bus or the blob store failing leaves the message as it was and the watermark where it was; it is
+fetched again after a back-off. An unexpected error once the raw message is stored makes it a dead
+letter (ingest/mail_handoff.py): it is flagged or moved like any other, once that record is on the
+bus. A lost connection or a refused login reconnects after an exponential back-off (capped at
+`retry_max`). One mailbox failing never stops another. Each watcher's status is kept in memory for
+`/readyz` and written to the state file for `casegate mailboxes status`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from ingest.blobs import BlobStoreError
 from ingest.bus import BusError
 from ingest.channels.imap_session import ImapAuthFailed, ImapSession, ImapTemporary
 from ingest.channels.imap_state import ImapState, MailboxStatus
-from ingest.mail_handoff import hand_off_mail
+from ingest.mail_handoff import HANDOFF_ERROR, hand_off_mail
 from ingest.metrics import IMAP_AUTH_FAILURES, IMAP_CONNECTED, IMAP_FETCHED, IMAP_RECONNECTS
+from ingest.mime import MAX_ATTACHMENTS
 from ingest.publisher import Publisher
 
 log = structlog.get_logger("casegate.imap")
@@ -46,10 +49,12 @@ def source_of(settings: MailboxSettings) -> str:
 class MailboxWatcher:
     """Fetches one mailbox's new mail until `stop()`; never raises out of `run()`."""
 
-    def __init__(self, settings: MailboxSettings, publisher: Publisher, state: ImapState) -> None:
+    def __init__(self, settings: MailboxSettings, publisher: Publisher, state: ImapState, *,
+                 max_attachments: int = MAX_ATTACHMENTS) -> None:
         self.settings = settings
         self.publisher = publisher
         self.state = state
+        self.max_attachments = max_attachments
         self.status = MailboxStatus(name=settings.name, source=source_of(settings))
         self._stop = asyncio.Event()
 
@@ -178,17 +183,17 @@ class MailboxWatcher:
         try:
             env = await hand_off_mail(self.publisher, raw, None, (s.routing_address,),
                                       {"imap_mailbox": s.name, "imap_uidvalidity": str(uidvalidity),
-                                       "imap_uid": str(uid)})
+                                       "imap_uid": str(uid)}, max_attachments=self.max_attachments)
         except (BusError, BlobStoreError) as e:  # not durable: left as it was, fetched again later
             log.warning("imap.handoff_failed", channel="email", mailbox=s.name, uid=uid, reason=str(e))
             self._note_error(e)
             return False
-        except Exception as e:  # never skipped silently: retried like a bus failure, and visible
+        except Exception as e:  # before the raw was stored, or while dead-lettering: retried, and visible
             log.exception("imap.handoff_error", channel="email", mailbox=s.name, uid=uid)
             self._note_error(e)
             return False
         log.info("imap.accepted", channel="email", mailbox=s.name, uid=uid, external_id=env.external_id,
-                 envelope_id=env.id, size=len(raw))
+                 envelope_id=env.id, size=len(raw), **({"dead_lettered": True} if HANDOFF_ERROR in env.meta else {}))
         return True
 
     def _note_error(self, error: Exception) -> None:
@@ -199,9 +204,11 @@ class MailboxWatcher:
 class ImapChannel:
     """All configured mailboxes, one watcher task each, sharing one state file."""
 
-    def __init__(self, mailboxes: Sequence[MailboxSettings], publisher: Publisher, state_file: Path) -> None:
+    def __init__(self, mailboxes: Sequence[MailboxSettings], publisher: Publisher, state_file: Path, *,
+                 max_attachments: int = MAX_ATTACHMENTS) -> None:
         self.state = ImapState(state_file)
-        self.watchers = [MailboxWatcher(m, publisher, self.state) for m in mailboxes]
+        self.watchers = [MailboxWatcher(m, publisher, self.state, max_attachments=max_attachments)
+                         for m in mailboxes]
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:

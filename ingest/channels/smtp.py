@@ -4,9 +4,11 @@ Accepts only the configured routing addresses (550 5.1.1 otherwise: never an ope
 `postmaster` (RFC 5321 §4.5.1: bare, or at the domain of a routing address), delivered as if sent to
 `smtp.postmaster` (the first routing address by default); refuses oversize mail (552), answers 250 only
 once the raw message is in the blob store and the envelope on the bus, 451 4.3.0 when either failed (the
-sending MTA keeps the mail and retries), 421 while shutting down. STARTTLS is offered when a
-certificate is configured. Connections over `smtp.max_connections` or `smtp.max_connections_per_ip`
-get `421 4.7.0` at once (ingest/connection_guard.py).
+sending MTA keeps the mail and retries), 421 while shutting down. A mail is never refused with 5xx for
+what it contains: an unexpected error once the raw message is stored makes it a dead letter (accepted,
+see ingest/mail_handoff.py), and any error before that, or while dead-lettering, is a 451. STARTTLS is
+offered when a certificate is configured. Connections over `smtp.max_connections` or
+`smtp.max_connections_per_ip` get `421 4.7.0` at once (ingest/connection_guard.py).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from config import SmtpSettings
 from ingest.blobs import BlobStoreError
 from ingest.bus import BusError
 from ingest.connection_guard import ACCEPTS_PER_TURN, ConnectionGuard, GuardedConnection, Slot, deepen_backlog
-from ingest.mail_handoff import hand_off_mail
+from ingest.mail_handoff import HANDOFF_ERROR, hand_off_mail
 from ingest.metrics import SMTP_REFUSED
+from ingest.mime import MAX_ATTACHMENTS
 from ingest.publisher import Publisher
 
 log = structlog.get_logger("casegate.smtp")
@@ -40,8 +43,10 @@ class SmtpHandler:
     """aiosmtpd handler: RCPT decides routing, DATA does the durable hand-off."""
 
     def __init__(self, publisher: Publisher, routing: Collection[str], settings: SmtpSettings,
-                 postmaster: str | None = None):
+                 postmaster: str | None = None, *, max_attachments: int = MAX_ATTACHMENTS):
         self.publisher = publisher
+        self.max_attachments = max_attachments
+        """Parts of one mail stored as attachments (`[mail] max_attachments`)."""
         self.routing = {a.lower() for a in routing}
         self.domains = {a.rpartition("@")[2] for a in self.routing}
         self.postmaster = postmaster.lower() if postmaster else None
@@ -116,13 +121,18 @@ class SmtpHandler:
         raw = smtp_envelope.original_content or b""
         try:
             env = await hand_off_mail(self.publisher, raw, smtp_envelope.mail_from or "",
-                                      tuple(a.lower() for a in smtp_envelope.rcpt_tos))
+                                      tuple(a.lower() for a in smtp_envelope.rcpt_tos),
+                                      max_attachments=self.max_attachments)
         except (BusError, BlobStoreError) as e:  # not durable: the MTA keeps the mail and retries
             log.warning("smtp.tempfail", channel="email", reason=str(e), size=len(raw))
             SMTP_REFUSED.labels("451").inc()
             return TEMPFAIL
+        except Exception:  # never a 5xx for a mail we may not have kept: the MTA keeps it and retries
+            log.exception("smtp.tempfail", channel="email", size=len(raw))
+            SMTP_REFUSED.labels("451").inc()
+            return TEMPFAIL
         log.info("smtp.accepted", channel="email", external_id=env.external_id, envelope_id=env.id,
-                 size=len(raw))
+                 size=len(raw), **({"dead_lettered": True} if HANDOFF_ERROR in env.meta else {}))
         return f"250 2.0.0 OK queued as {env.id}"
 
     async def drain(self, timeout: float) -> None:

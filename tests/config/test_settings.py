@@ -65,6 +65,15 @@ def test_the_example_file_loads_and_shows_the_defaults() -> None:
     assert load_settings(EXAMPLE) == load_settings()
 
 
+def test_the_attachment_cap_comes_from_the_mail_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().mail.max_attachments == 100
+    assert "\n[mail]\n" in EXAMPLE.read_text() and load_settings(EXAMPLE).mail.max_attachments == 100
+    path = write(tmp_path, "[mail]\nmax_attachments = 5\n")
+    assert load_settings(path).mail.max_attachments == 5
+    monkeypatch.setenv("CASEGATE_MAIL__MAX_ATTACHMENTS", "0")  # 0: no part is stored, the raw original keeps all
+    assert load_settings(path).mail.max_attachments == 0
+
+
 # -- the file ---------------------------------------------------------------------------------------
 def test_values_come_from_the_toml_file(tmp_path: Path) -> None:
     path = write(tmp_path, """
@@ -401,6 +410,7 @@ STARTUP_CHECKED = [
     ('[http]\npublic_base_url = "https://support.example.com:99999"\n', "http.public_base_url", "port"),
     ('[outbound]\nhostname = "casegate host"\n', "outbound.hostname", "must be a host name"),
     ('[smtp]\nhostname = "<mx.example.com>"\n', "smtp.hostname", "must be a host name"),
+    ("[mail]\nmax_attachments = -1\n", "mail.max_attachments", "greater than or equal to 0"),
 ]
 
 

@@ -16,6 +16,8 @@ from aiosmtpd.smtp import SMTP
 
 from ingest.channels.smtp import CasegateSMTP
 from ingest.mail_handoff import PARSE_IN_THREAD
+from store.models import Attachment
+from tests.ingest.test_hostile_mail import envelope_of
 from tests.pipeline import mail, settings_for, start_pipeline
 
 
@@ -119,5 +121,38 @@ async def test_large_mails_arriving_together_are_parsed_in_turn_and_all_become_c
         assert [code for code, _ in replies] == [250] * 4
         cases = await p.wait_for(lambda cs: len(cs) == 4)
         assert sorted(c["Subject"] for c in cases) == [f"large {i}" for i in range(4)]
+    finally:
+        await p.daemon.stop()
+
+
+def parts_mail(n: int, msgid: str, pad: int = 0) -> bytes:
+    """A mail with a text body and `n` small attachments p0.bin …; `pad` bytes more of text (in lines
+    SMTP takes) make it large."""
+    head = (f"From: Ada <ada@example.org>\r\nTo: support@localhost\r\nSubject: {n} parts ({msgid})\r\n"
+            f"Message-ID: {msgid}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            "--b\r\nContent-Type: text/plain\r\n\r\nsee the parts\r\n").encode()
+    text = (b"x" * 76 + b"\r\n") * (pad // 76 + 1) if pad else b""
+    parts = b"".join(b"--b\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Disposition: attachment; filename=\"p%d.bin\"\r\n\r\n%d\r\n" % (i, i) for i in range(n))
+    return head + text + parts + b"--b--\r\n"
+
+
+async def test_mail_max_attachments_caps_what_is_stored_of_each_mail(tmp_path: Path) -> None:
+    p = await start_pipeline(settings_for("local-sqlite", tmp_path, mail={"max_attachments": 5}))
+    try:
+        small, large = parts_mail(20, "<small@example.org>"), parts_mail(20, "<large@example.org>", PARSE_IN_THREAD)
+        assert len(large) > PARSE_IN_THREAD  # parsed in a thread: the cap goes there too
+        assert [(await p.send(raw))[0] for raw in (small, large)] == [250, 250]
+        cases = await p.wait_for(lambda cs: len(cs) == 2)
+        for summary in cases:
+            case = await p.case(summary["CaseNumber"])
+            assert sorted(a["Name"] for a in case["Attachments"]) == [f"p{i}.bin" for i in range(5)]
+        for msgid in ("<small@example.org>", "<large@example.org>"):
+            envelope = await envelope_of(p, msgid)
+            assert "attachments" in envelope.meta["truncated"].split(",")  # the cut recorded ...
+            assert "more than 5 attachments: 15 more not stored" in envelope.meta["defects"]
+            assert envelope.raw_sha256 is not None  # ... and the raw original keeps them
+            assert (await p.daemon.blobs.get(envelope.raw_sha256)).count(b"filename=") == 20
+        assert await p.count(Attachment) == 10
     finally:
         await p.daemon.stop()
