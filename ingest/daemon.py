@@ -41,7 +41,7 @@ from store.case_policy import CasePolicy
 from store.case_service import CaseService
 from store.channel_policy import channel_policies
 from store.database import Database
-from store.migrate import current_revision, head_revision, upgrade
+from store.migrate import current_revision, head_revision, known_revision, sqlite_file, store_name, upgrade
 from store.owners import ensure_owners
 
 log = structlog.get_logger("casegate.daemon")
@@ -65,25 +65,56 @@ def thread_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
-async def open_store(settings: Settings, *, migrate: bool | None = None) -> Database:
-    """The case store, migrated if the settings say so, else checked to be at the current schema."""
-    db = Database(settings.store_url, pool_size=settings.store.pool_size,
-                  busy_timeout=settings.store.sqlite_busy_timeout)
+DATA_DIR_HINT = "run casegate in the folder it uses, or pass --config / set CASEGATE_DATA_DIR"
+"""What to do when a file of the embedded default is not where the settings say: they are relative to the
+working directory, so a command run from another folder looks for them there."""
+
+
+async def open_store(settings: Settings, *, migrate: bool | None = None, create: bool = True) -> Database:
+    """The case store, migrated if the settings say so, else checked to be at the current schema.
+
+    `create=False` (the commands that only read): a SQLite file that is not there is a StartupError
+    naming it, never created."""
+    url = settings.store_url
+    path = sqlite_file(url)
+    if not create and path is not None and not path.exists():
+        if settings.store.url:
+            raise StartupError(f"no case store at {path} (store.url) — check store.url, or run `casegate db "
+                               "upgrade` to create it")
+        raise StartupError(f"no case store at {path} — {DATA_DIR_HINT} (`casegate run` or `casegate db upgrade` "
+                           "creates a new one)")
+    db = Database(url, pool_size=settings.store.pool_size, busy_timeout=settings.store.sqlite_busy_timeout)
     try:
         if settings.auto_migrate if migrate is None else migrate:
-            await asyncio.to_thread(upgrade, settings.store_url)
+            await asyncio.to_thread(upgrade, url)
         async with db.engine.connect() as conn:
             have = await conn.run_sync(lambda c: current_revision(c))
     except StartupError:
         raise
     except Exception as e:
         await db.dispose()
-        raise StartupError(f"case store {db.engine.url.render_as_string()} unusable: {type(e).__name__}: {e}") from e
+        raise StartupError(f"case store {store_name(url)} unusable: {type(e).__name__}: {e}") from e
     if have != head_revision():
         await db.dispose()
-        raise StartupError(f"case store is at schema revision {have}, this casegate needs {head_revision()}: "
-                           "run `casegate db upgrade` (PostgreSQL is never migrated implicitly)")
+        raise StartupError(_schema_advice(settings, have))
     return db
+
+
+def _schema_advice(settings: Settings, have: str | None) -> str:
+    """Why the store at the wrong schema cannot be used, naming it, and what migrates it."""
+    name, head = store_name(settings.store_url), head_revision()
+    if have is not None and not known_revision(have):
+        return (f"case store {name} is at schema revision {have}, which this casegate does not know (it knows up "
+                f"to {head}): it was migrated by a newer casegate; use that")
+    state = "has never been migrated" if have is None else f"is at schema revision {have}"
+    sqlite = sqlite_file(settings.store_url) is not None
+    if settings.auto_migrate:
+        how = "`casegate run` migrates it at start, or run `casegate db upgrade`"
+    elif sqlite:
+        how = "run `casegate db upgrade` (store.auto_migrate is false, so `casegate run` does not migrate it)"
+    else:
+        how = "run `casegate db upgrade` (PostgreSQL is never migrated implicitly)"
+    return f"case store {name} {state}, this casegate needs {head}: {how}"
 
 
 def owner_refs(settings: Settings) -> set[str]:
@@ -175,7 +206,8 @@ class Daemon:
             await self._start_worker()
         if self.ingest and s.smtp.enabled:
             publisher = Publisher(self.bus, self.blobs, s.bus.topic)
-            self.smtp = SmtpHandler(publisher, [r.address for r in s.routing], s.smtp, s.postmaster_address)
+            self.smtp = SmtpHandler(publisher, [r.address for r in s.routing], s.smtp, s.postmaster_address,
+                                    max_attachments=s.mail.max_attachments)
             guard = self.guards["smtp"] = ConnectionGuard("smtp", self.caps.smtp, s.smtp.max_connections_per_ip,
                                                           smtp_refusal(s.smtp.hostname))
             self._smtp_server = await _listen("smtp", s.smtp.host, s.smtp.port, start_smtp(self.smtp, s.smtp, guard))
@@ -183,7 +215,7 @@ class Daemon:
             self.accept_errors.name(self._smtp_server, "smtp")
         if self.ingest and s.mailboxes:  # one task per mailbox; a broken one degrades /readyz, never blocks
             self.imap = ImapChannel(s.mailboxes, Publisher(self.bus, self.blobs, s.bus.topic),
-                                    state_path(s.data_path))
+                                    state_path(s.data_path), max_attachments=s.mail.max_attachments)
             self.imap.start()
         if s.http.enabled:
             app = public_app()  # the ingest role: every webhook; the worker role: the routes reading the store

@@ -75,7 +75,7 @@ class Proc:
                               timeout=60)
 
     def cases(self) -> list[dict[str, Any]]:
-        r = self.cli("cases", "list", "--json")
+        r = self.cli("cases", "list", "--json", "--limit", "100000")  # every case, not the first page of 50
         assert r.returncode == 0, r.stderr
         out: list[dict[str, Any]] = json.loads(r.stdout)
         return out
@@ -158,6 +158,7 @@ def test_kill_9_loses_nothing_that_was_acknowledged(proc: Proc) -> None:
     client = smtplib.SMTP("127.0.0.1", proc.smtp, timeout=30)
     acked = sum(_send(proc.smtp, mail(f"crash {i}", sender=f"c{i % 7}@example.org")[0], client) == 250
                 for i in range(60))
+    client.close()
     proc.stop(signal.SIGKILL)  # no chance to drain or commit
     assert acked == 60
     proc.start()  # same folder: the bus log and the store are as the crash left them
