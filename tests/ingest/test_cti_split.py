@@ -63,10 +63,11 @@ class Split:
     def start(self, role: str) -> None:
         self.admin[role] = free_port()
         log = self.folder / f"{role}.log"
-        proc = subprocess.Popen([CASEGATE, "run", "--role", role], cwd=self.folder, stdout=log.open("wb"),
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**self.env, "CASEGATE_SMTP__PORT": str(free_port()),
-                                     "CASEGATE_ADMIN__PORT": str(self.admin[role])})
+        with log.open("wb") as out:  # the child writes to its own copy of the descriptor
+            proc = subprocess.Popen([CASEGATE, "run", "--role", role], cwd=self.folder, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**self.env, "CASEGATE_SMTP__PORT": str(free_port()),
+                                         "CASEGATE_ADMIN__PORT": str(self.admin[role])})
         self.procs[role] = (proc, log)
         wait_ready(self.admin[role], proc, log)
 

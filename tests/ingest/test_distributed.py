@@ -42,11 +42,12 @@ def test_ingest_and_worker_processes_on_kafka_and_postgres(tmp_path: Path, tansu
         for role in ("worker", "ingest"):
             ports[role] = (free_port(), free_port(), free_port())
             log = tmp_path / f"{role}.log"
-            p = subprocess.Popen([CASEGATE, "run", "--role", role], cwd=tmp_path, stdout=log.open("wb"),
-                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                 env={**env, "CASEGATE_SMTP__PORT": str(ports[role][0]),
-                                      "CASEGATE_HTTP__PORT": str(ports[role][1]),
-                                      "CASEGATE_ADMIN__PORT": str(ports[role][2])})
+            with log.open("wb") as out:  # the child writes to its own copy of the descriptor
+                p = subprocess.Popen([CASEGATE, "run", "--role", role], cwd=tmp_path, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**env, "CASEGATE_SMTP__PORT": str(ports[role][0]),
+                                          "CASEGATE_HTTP__PORT": str(ports[role][1]),
+                                          "CASEGATE_ADMIN__PORT": str(ports[role][2])})
             procs.append((p, log))
             wait_ready(ports[role][2], p, log)
         with socket.socket() as s:  # the worker role runs no SMTP server
