@@ -16,9 +16,9 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA = 2
 READABLE = (1, 2)
@@ -36,41 +36,34 @@ class UnknownSchema(EnvelopeError):
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def valid_text(value: Any) -> Any:
-    """`value` with every string made valid Unicode: a lone surrogate (from a JSON `\\ud800` escape, a
-    UTF-7 mail, a `surrogateescape` decode) becomes U+FFFD, in dicts, lists and tuples too. Such a string
-    cannot be written as UTF-8, so it would fail the hand-off of a message that is otherwise fine."""
-    if isinstance(value, str):
-        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {valid_text(k): valid_text(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [valid_text(v) for v in value]
-    return value
+def valid_text(value: str) -> str:
+    """`value` made valid Unicode: a lone surrogate (from a JSON `\\ud800` escape, a UTF-7 mail, a
+    `surrogateescape` decode) becomes U+FFFD. Such a string cannot be written as UTF-8, so it would fail
+    the hand-off of a message that is otherwise fine. ASCII (most strings) is returned at once."""
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+
+
+Text = Annotated[str, AfterValidator(valid_text)]
+"""Every string of an envelope: checked once, where it is set."""
 
 
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _valid_text(cls, data: Any) -> Any:
-        return valid_text(data)
-
 
 class Sender(_Value):
-    name: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    handle: str | None = None
+    name: Text | None = None
+    email: Text | None = None
+    phone: Text | None = None
+    handle: Text | None = None
 
 
 class AttachmentRef(_Value):
-    name: str
-    content_type: str
+    name: Text
+    content_type: Text
     size: int
-    sha256: str
-    content_id: str | None = None
+    sha256: Text
+    content_id: Text | None = None
     inline: bool = False
 
 
@@ -80,37 +73,37 @@ class Entry(_Value):
     provider details, case fields it sets (a web form's Priority …) and an `action` for the worker
     (e.g. log a call on the caller's open case)."""
 
-    source: str
-    entry_type: str = "Text"
-    media: tuple[str, ...] = ()
-    details: dict[str, str] = {}
-    case_fields: dict[str, str] = {}
-    action: str | None = None
+    source: Text
+    entry_type: Text = "Text"
+    media: tuple[Text, ...] = ()
+    details: dict[Text, Text] = {}
+    case_fields: dict[Text, Text] = {}
+    action: Text | None = None
 
 
 class Envelope(_Value):
     schema_version: int = Field(default=SCHEMA, alias="schema")
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    id: Text = Field(default_factory=lambda: str(uuid.uuid4()))
     channel: Channel
-    external_id: str
+    external_id: Text
     """Idempotency key within the channel (Message-ID, MessageSid, wamid, update_id ...)."""
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    conversation_key: str
+    conversation_key: Text
     """Normalised sender identity: the bus record key, so one customer's messages stay in order."""
     sender: Sender
-    recipients: tuple[str, ...] = ()
-    subject: str | None = None
-    text: str | None = None
-    html: str | None = None
-    headers: dict[str, str] = {}
+    recipients: tuple[Text, ...] = ()
+    subject: Text | None = None
+    text: Text | None = None
+    html: Text | None = None
+    headers: dict[Text, Text] = {}
     """The headers threading and loop detection need (Message-ID, In-Reply-To, References, ...)."""
-    thread_hints: tuple[str, ...] = ()
+    thread_hints: tuple[Text, ...] = ()
     attachments: tuple[AttachmentRef, ...] = ()
-    raw_sha256: str | None = None
-    auto: str | None = None
+    raw_sha256: Text | None = None
+    auto: Text | None = None
     entry: Entry | None = None
     """Set for every message that is not an email."""
-    meta: dict[str, str] = {}
+    meta: dict[Text, Text] = {}
     """Small channel facts as strings (mail: raw headers, classification reason, cuts)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
