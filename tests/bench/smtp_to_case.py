@@ -69,6 +69,7 @@ from typing import IO, Any
 
 import aiohttp
 import aiosmtplib
+import psutil
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -178,20 +179,19 @@ def proc_status(pid: int) -> dict[str, str]:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (from /proc/<pid>/stat)."""
+    """User + system CPU seconds of a live process (psutil cpu_times); nan once it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return math.nan
-    fields = stat.rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return float(t.user + t.system)
 
 
 def daemon_command(profile: Path | None = None) -> list[str]:
-    """`casegate` of this venv; under cProfile (output file `profile`) when asked."""
+    """`casegate` of this venv; under cProfile in every thread (tests/bench/profiled.py, output file
+    `profile`) when asked."""
     if profile is not None:
-        return [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "ingest"]
+        return [sys.executable, "-m", "tests.bench.profiled", str(profile)]
     exe = shutil.which("casegate", path=str(Path(sys.executable).parent))
     return [exe] if exe else [sys.executable, "-m", "ingest"]
 
@@ -373,6 +373,12 @@ class DaemonProcess:
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)
 
+    def profile_window(self, start: bool) -> None:
+        """Under --profile: tell the profiler (tests/bench/profiled.py) the measured window starts (SIGUSR1:
+        forget start-up) or ends (SIGUSR2: write the profile now)."""
+        if self.profile is not None and self.alive():
+            os.kill(self.pid, signal.SIGUSR1 if start else signal.SIGUSR2)
+
     def members(self) -> dict[str, int]:
         """This process and, for the supervisor, each of its processes (by their --name): name -> pid."""
         out = {self.name: self.pid}
@@ -543,6 +549,8 @@ class ProcFigures:
     """Peak resident set size (VmHWM)."""
     cpu: float = math.nan
     """% of one core the process used over the measured window."""
+    cpu_s: float = math.nan
+    """CPU seconds (user + system) the process used over the measured window."""
     log_lines: int = 0
     log_summary: str = ""
 
@@ -568,6 +576,8 @@ class PassResult:
     """% of one core all casegate processes together used over the measured window."""
     client_cpu: float = math.nan
     """% of one core this load generator used over the measured window."""
+    client_cpu_s: float = math.nan
+    """CPU seconds of this load generator over the measured window (first send → last case)."""
     ready_s: float = math.nan
     procs: list[ProcFigures] = field(default_factory=list)
 
@@ -705,6 +715,8 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
             raise BenchError(f"fresh store already holds {before} cases")
 
         run_id = secrets.token_hex(4)
+        for d in daemons.procs:
+            d.profile_window(start=True)
         cpu0, client0 = {name: proc_cpu_seconds(pid) for name, pid in members.items()}, time.process_time()
         deadline = time.perf_counter() + args.timeout
         sent = await asyncio.wait_for(send_all(daemons.smtp.smtp_port, args.n, args.k, rate, run_id, deadline),
@@ -722,12 +734,16 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
             raise BenchError(f"{len(sent.errors)} SMTP errors, first ones:\n      {shown}")
 
         done_at, _ = await wait_for_cases(engine, args.n, daemons, args.timeout, args.stall_timeout)
+        for d in daemons.procs:
+            d.profile_window(start=False)
         window = done_at - sent.started
         res.e2e_rate = args.n / window
         for name, pid in members.items():
-            res.proc(name).cpu = (proc_cpu_seconds(pid) - cpu0[name]) / window * 100
+            res.proc(name).cpu_s = proc_cpu_seconds(pid) - cpu0[name]
+            res.proc(name).cpu = res.proc(name).cpu_s / window * 100
         res.daemon_cpu = sum(f.cpu for f in res.procs)
-        res.client_cpu = (time.process_time() - client0) / window * 100
+        res.client_cpu_s = time.process_time() - client0
+        res.client_cpu = res.client_cpu_s / window * 100
         async with engine.connect() as conn:
             distinct = int((await conn.execute(text('SELECT count(DISTINCT "Subject") FROM "case"'))).scalar_one())
         if distinct != args.n:
@@ -850,7 +866,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--stall-timeout", type=float, default=60.0,
                    help="fail when the case count does not move for this many seconds")
     p.add_argument("--profile", metavar="DIR", default=None,
-                   help="run the daemon under cProfile (main thread only), writing DIR/daemon-<config>-<mode>.prof "
+                   help="run the daemon under cProfile in every thread, CPU clock, measured window only "
+                        "(tests/bench/profiled.py), writing DIR/daemon-<config>-<mode>.prof "
                         "(split: DIR/ingest-<config>-<mode>.prof and DIR/worker-<config>-<mode>.prof); "
                         "the overhead lowers every figure, so use it to find hot spots, not for numbers")
     p.add_argument("--daemon-log-level", choices=["debug", "info", "warning", "error"], default="warning",

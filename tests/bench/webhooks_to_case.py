@@ -15,7 +15,8 @@ Passes (`--modes`): `max` = K connections send back to back (closed loop); `rate
 i is due at t0 + i/R on connection i % K. Configurations (`--config`): `local-sqlite` (embedded bus +
 SQLite) and `kafka-postgres` (a private tansu broker + a fresh PostgreSQL database). Roles (`--roles`):
 `one` all-roles process, `split` worker + ingest processes (`--worker-nice N` lowers the worker's CPU
-priority), or `ingest` alone (what is accepted into the bus; no cases). Every pass gets a fresh store, bus and daemon.
+priority), `supervisor` (`casegate run`: its ingest processes and worker, measured one by one), or `ingest`
+alone (what is accepted into the bus; no cases). Every pass gets a fresh store, bus and daemon.
 Targets (issue 4): ≥ 4,000 signed webhooks/s accepted; p99 < 20 ms at 1,000/s.
 
     .venv/bin/python -m tests.bench.webhooks_to_case                          # both configs, max + rate1000
@@ -50,6 +51,7 @@ from tests.bench.smtp_to_case import (
     DaemonProcess,
     Daemons,
     PgDatabase,
+    ProcFigures,
     Tansu,
     apply_settings,
     count_cases,
@@ -58,6 +60,8 @@ from tests.bench.smtp_to_case import (
     log_summary,
     parse_mode,
     percentile,
+    proc_cpu_seconds,
+    proc_status,
     setting,
     start_deployment,
     tail,
@@ -163,6 +167,10 @@ class PassResult:
     rss: str = "-"
     daemon_cpu: float = math.nan
     client_cpu: float = math.nan
+    client_cpu_s: float = math.nan
+    """CPU seconds of this load generator over the measured window."""
+    procs: list[ProcFigures] = field(default_factory=list)
+    """Per casegate process (for the supervisor: `supervisor`, `ingest-1` …, `worker`): CPU and peak RSS."""
 
     def verdict(self) -> str:
         if not self.ok:
@@ -211,20 +219,27 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
         # --ingest-processes N > 1: N ingest processes share one HTTP port (http.reuse_port)
         ingests = [("ingest", "ingest" if i == 0 else f"ingest{i + 1}") for i in range(args.ingest_processes)]
         shared_port = free_port() if len(ingests) > 1 else None
-        plan = {"one": [("all", "daemon")], "ingest": ingests}.get(roles, [("worker", "worker"), *ingests])
+        plan = {"one": [("all", "daemon")], "ingest": ingests, "supervisor": [("supervisor", "supervisor")]}.get(
+            roles, [("worker", "worker"), *ingests])
         for role, name in plan:
             profile = args.profile / f"hooks-{name}-{config}-{mode}.prof" if args.profile else None
             daemon = DaemonProcess(tmp, settings, role, profile, args.daemon_log_level, name=name,
                                    http_port=shared_port if role == "ingest" else None)
             daemons.procs.append(daemon)
             await daemon.start()
-            if role == "worker" and args.worker_nice:
-                os.setpriority(os.PRIO_PROCESS, daemon.pid, args.worker_nice)
             await daemon.wait_ready()
-        port = daemons.smtp.http_port  # the process with the ingest role serves the webhooks
+        # every casegate process: the ones started here and, for the supervisor, its ingest processes and worker
+        members = dict(sorted(((name, pid) for d in daemons.procs for name, pid in d.members().items()),
+                              key=lambda m: m[0] == "worker"))
+        if args.worker_nice and "worker" in members:
+            os.setpriority(os.PRIO_PROCESS, members["worker"], args.worker_nice)
+        res.procs = [ProcFigures(name) for name in members]
+        port = daemons.smtp.http_port  # the process with the ingest role (or the supervisor) serves the webhooks
         engine = create_async_engine(store_url) if roles != "ingest" else None
         requests = signed_requests(port, args.n, os.urandom(3).hex())
-        cpu0, client0 = [d.cpu_seconds() for d in daemons.procs], time.process_time()
+        for d in daemons.procs:
+            d.profile_window(start=True)
+        cpu0, client0 = {name: proc_cpu_seconds(pid) for name, pid in members.items()}, time.process_time()
         deadline = time.perf_counter() + args.timeout
         sent = await send_all(port, requests, args.k, rate, deadline)
         res.cases_at_send_end = await count_cases(engine) if engine is not None else 0
@@ -244,9 +259,17 @@ async def run_pass(config: str, roles: str, mode: str, args: argparse.Namespace)
             done_at, _ = await wait_for_cases(engine, args.n, daemons, args.timeout, args.stall_timeout)
             window = done_at - sent.started
             res.cases_rate = args.n / window
-        res.daemon_cpu = sum(d.cpu_seconds() - c for d, c in zip(daemons.procs, cpu0, strict=True)) / window * 100
-        res.client_cpu = (time.process_time() - client0) / window * 100
-        res.rss = "/".join(fmt(d.peak_rss_mb()) for d in daemons.procs)
+        for d in daemons.procs:
+            d.profile_window(start=False)
+        for fig in res.procs:
+            pid = members[fig.name]
+            fig.cpu_s = proc_cpu_seconds(pid) - cpu0[fig.name]
+            fig.cpu = fig.cpu_s / window * 100
+            fig.rss_mb = float(proc_status(pid).get("VmHWM", "nan kB").split()[0]) / 1024
+        res.daemon_cpu = sum(f.cpu for f in res.procs)
+        res.client_cpu_s = time.process_time() - client0
+        res.client_cpu = res.client_cpu_s / window * 100
+        res.rss = "/".join(fmt(f.rss_mb) for f in res.procs)
         for d in sorted(daemons.procs, key=lambda d: d.role == "worker"):
             if (rc := await d.stop()) != 0:
                 raise BenchError(f"{d.name} exited with rc={rc} after SIGTERM")
@@ -277,17 +300,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="a daemon setting for every pass, e.g. --set http.max_body_size=65536 (repeatable)")
     p.add_argument("--ingest-processes", type=int, default=1, metavar="N",
                    help="ingest processes sharing the HTTP port (http.reuse_port) in split and ingest passes")
-    p.add_argument("--roles", choices=["one", "split", "both", "ingest"], default="one",
-                   help="ingest = an ingest process alone: webhooks accepted into the bus, no worker")
+    p.add_argument("--roles", choices=["one", "split", "both", "ingest", "supervisor"], default="one",
+                   help="ingest = an ingest process alone: webhooks accepted into the bus, no worker; "
+                        "supervisor = casegate run (no role: [run] processes ingest processes and a worker)")
     p.add_argument("--n", type=int, default=20000, help="webhooks per pass (default 20000)")
     p.add_argument("--k", type=int, default=32, help="concurrent HTTP connections (default 32)")
     p.add_argument("--modes", default="max,rate1000", help="comma list of max and rate<R> (default max,rate1000)")
     p.add_argument("--pg", default=os.environ.get("CASEGATE_TEST_PG") or DEFAULT_PG)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--stall-timeout", type=float, default=60.0)
-    p.add_argument("--profile", metavar="DIR", default=None, help="run the daemon(s) under cProfile")
+    p.add_argument("--profile", metavar="DIR", default=None,
+                   help="run the daemon(s) under cProfile in every thread, measured window only "
+                        "(tests/bench/profiled.py)")
     p.add_argument("--worker-nice", type=int, default=0, metavar="N",
-                   help="split roles: run the worker process at this nice value (e.g. 10), so acknowledging "
+                   help="split and supervisor: run the worker process at this nice value (e.g. 10), so acknowledging "
                         "webhooks wins the CPU when the worker and the ingest process share too few cores")
     p.add_argument("--daemon-log-level", choices=["debug", "info", "warning", "error"], default="warning")
     p.add_argument("--data-root", default=".", metavar="DIR")
@@ -313,7 +339,7 @@ async def amain(args: argparse.Namespace) -> int:
                 print("  ".join(f"{h}={v}" for h, v in zip(HEAD, r.row(), strict=True)), flush=True)
     print("\n" + table(results), flush=True)
     print(f"targets: max pass >= {TARGET_ACCEPT:g} webhooks/s accepted; rate{TARGET_RATE:g} pass p99 < "
-          f"{TARGET_P99_MS:g} ms while sustaining >= 97 % of the rate. RSS MB: per process (split: worker/ingest).")
+          f"{TARGET_P99_MS:g} ms while sustaining >= 97 % of the rate. RSS MB: per process (ingest…/worker).")
     return 0 if all(r.ok for r in results) else 1
 
 
