@@ -12,11 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.pipeline import mail
 
@@ -87,15 +84,6 @@ class Proc:
             time.sleep(0.2)
             cases = self.cases()
         return cases
-
-
-@pytest.fixture
-def proc(tmp_path: Path) -> Iterator[Proc]:
-    p = Proc(tmp_path)
-    p.start()
-    yield p
-    if p.proc is not None and p.proc.poll() is None:
-        p.stop(signal.SIGKILL)
 
 
 def _send(port: int, raw: bytes, client: smtplib.SMTP | None = None) -> int:

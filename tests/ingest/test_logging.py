@@ -4,28 +4,15 @@ at info; an exception a library logs (aiohttp, asyncio) carries its real stack, 
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.ingest.test_daemon_process import Proc
-
-
-@pytest.fixture
-def proc(tmp_path: Path) -> Iterator[Proc]:
-    p = Proc(tmp_path)
-    p.start()
-    yield p
-    if p.proc is not None and p.proc.poll() is None:
-        p.stop(signal.SIGKILL)
 
 
 def _raw_http(port: int, request: bytes) -> bytes:
