@@ -6,10 +6,10 @@ offending key and the reason, so the daemon can print them and exit 2 instead of
 
 from __future__ import annotations
 
-from config.loader import ConfigError, load_settings
-from config.mail import LoopSettings, MailSettings, OutboundSettings, RoutingAddress
-from config.mailboxes import MailboxSettings
-from config.settings import (
+from casegate.config.loader import ConfigError, load_settings
+from casegate.config.mail import LoopSettings, MailSettings, OutboundSettings, RoutingAddress
+from casegate.config.mailboxes import MailboxSettings
+from casegate.config.settings import (
     AssignmentEntry,
     BlobSettings,
     BusSettings,

@@ -14,9 +14,8 @@ import re
 from typing import Annotated
 
 import phonenumbers
+from casegate.config.sections import OwnerRef
 from pydantic import AfterValidator
-
-from config.sections import OwnerRef
 
 OPEN_STATUSES = ("New", "Working", "On Hold", "Escalated")
 CLOSED_STATUSES = ("Closed",)

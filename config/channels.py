@@ -8,10 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from casegate.config.case_values import OptionalPicklist, Owner, PhoneRegion, Picklist
+from casegate.config.sections import Section
 from pydantic import Field, model_validator
-
-from config.case_values import OptionalPicklist, Owner, PhoneRegion, Picklist
-from config.sections import Section
 
 
 class ChannelBase(Section):

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from casegate.config.settings import Settings
 from pydantic import ValidationError
-
-from config.settings import Settings
 
 ENV_CONFIG = "CASEGATE_CONFIG"
 

@@ -8,10 +8,9 @@ import re
 from string import Template
 from typing import Annotated, Literal
 
+from casegate.config.case_values import OptionalPicklist, Owner, Picklist
+from casegate.config.sections import EmailAddress, Section
 from pydantic import AfterValidator, Field, field_validator
-
-from config.case_values import OptionalPicklist, Owner, Picklist
-from config.sections import EmailAddress, Section
 
 TEMPLATE_FIELDS = ("case_number", "subject", "name", "email", "thread_token")
 """What acknowledgement and notice templates may use."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from casegate.config.sections import EmailAddress, Section
 from pydantic import Field, model_validator
-
-from config.sections import EmailAddress, Section
 
 
 class MailboxSettings(Section):

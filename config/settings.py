@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from casegate.config.case_values import OpenStatus, OptionalPicklist, Owner
+from casegate.config.channels import ChannelsSettings
+from casegate.config.mail import HostName, LoopSettings, MailSettings, OutboundSettings, RoutingAddress
+from casegate.config.mailboxes import MailboxSettings
+from casegate.config.sections import Section
 from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
-from config.case_values import OpenStatus, OptionalPicklist, Owner
-from config.channels import ChannelsSettings
-from config.mail import HostName, LoopSettings, MailSettings, OutboundSettings, RoutingAddress
-from config.mailboxes import MailboxSettings
-from config.sections import Section
 
 
 class StoreSettings(Section):
@@ -111,7 +110,7 @@ class SmtpSettings(Section):
     kernel spreads connections over them, so SMTP ingestion uses more than one core."""
     max_connections: PositiveInt | Literal["auto"] = "auto"
     """SMTP sessions open at once in this process; one more gets `421 4.7.0` and is closed. "auto" sizes
-    it from the open-file limit (see ingest/descriptor_budget.py); a number must fit in that limit."""
+    it from the open-file limit (see ingest/listeners/descriptor_budget.py); a number must fit in that limit."""
     max_connections_per_ip: int = Field(default=50, ge=0)
     """SMTP sessions open at once from one client address (IPv6: one /64); one more gets `421 4.7.0`.
     0 = no per-address cap. Your MTA relaying to casegate is one address: keep this above its
@@ -151,7 +150,7 @@ class HttpSettings(Section):
     upstream keep-alive, nginx: 60 s, so the proxy closes first)."""
     max_connections: PositiveInt | Literal["auto"] = "auto"
     """HTTP connections open at once in this process; one more gets 503 and is closed. "auto" sizes it
-    from the open-file limit (see ingest/descriptor_budget.py); a number must fit in that limit."""
+    from the open-file limit (see ingest/listeners/descriptor_budget.py); a number must fit in that limit."""
     max_connections_per_ip: int = Field(default=128, ge=0)
     """HTTP connections open at once from one client address (IPv6: one /64); one more gets 503.
     0 = no per-address cap. Behind a reverse proxy every connection comes from the proxy: raise it

@@ -1,5 +1,5 @@
-"""`python -m ingest` is the `casegate` command."""
+"""`python -m casegate.ingest` is the `casegate` command."""
 
-from ingest.cli import main
+from casegate.ingest.app.cli import main
 
 main()

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from rules import loops
-from rules.decision import Chain, Decision, miss
-from rules.loops import WITHHOLD
+from casegate.rules import loops
+from casegate.rules.decision import Chain, Decision, miss
+from casegate.rules.loops import WITHHOLD
 
 __all__ = ["ACKNOWLEDGEMENT", "CHAIN", "NOTICE", "SEND", "SKIP", "WITHHOLD", "Acknowledgement"]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from config import AssignmentEntry
-from rules.decision import Chain, Decision, miss
+from casegate.config import AssignmentEntry
+from casegate.rules.decision import Chain, Decision, miss
 
 
 @dataclass(frozen=True, slots=True)

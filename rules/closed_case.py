@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rules.decision import Chain, Decision, miss, span
+from casegate.rules.decision import Chain, Decision, miss, span
 
 KEEP = "keep"
 """Put the message on the closed case; the case stays closed."""

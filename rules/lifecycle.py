@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from config.case_values import CLOSED_STATUSES, DEFAULT_STATUS, OPEN_STATUSES
+from casegate.config.case_values import CLOSED_STATUSES, DEFAULT_STATUS, OPEN_STATUSES
 
 __all__ = ["CLOSED_STATUSES", "DEFAULT_STATUS", "OPEN_STATUSES", "StatusChange", "change_status", "is_closed"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from config import LoopSettings
-from rules.decision import Decision, miss
+from casegate.config import LoopSettings
+from casegate.rules.decision import Decision, miss
 
 SUPPRESS = "suppress"
 """Keep the mail as suppressed (on the ledger with its reason, raw original kept); it opens nothing."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from rules import loops
-from rules.decision import Chain, Decision, miss
-from rules.loops import SUPPRESS
+from casegate.rules import loops
+from casegate.rules.decision import Chain, Decision, miss
+from casegate.rules.loops import SUPPRESS
 
 __all__ = ["CHAIN", "OPEN", "SUPPRESS", "NewMail", "automatic_mail", "open_case"]
 

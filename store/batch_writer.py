@@ -10,19 +10,16 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, update
-from sqlalchemy.dialects import postgresql, sqlite
-
-from config import RoutingAddress
-from rules.decision import Decision
-from rules.lifecycle import DEFAULT_STATUS, StatusChange
-from store.case_matcher import thread_keys
-from store.channel_policy import CASE_FIELDS, ORIGINS, subject_of
-from store.contact_resolver import ContactResolver, email_key
-from store.ids import new_id
-from store.inbound import InboundMessage, to_json
-from store.lookups import CaseState, ContactRef
-from store.models import (
+from casegate.config import RoutingAddress
+from casegate.rules.decision import Decision
+from casegate.rules.lifecycle import DEFAULT_STATUS, StatusChange
+from casegate.store.case_matcher import thread_keys
+from casegate.store.channel_policy import CASE_FIELDS, ORIGINS, subject_of
+from casegate.store.contact_resolver import ContactResolver, email_key
+from casegate.store.ids import new_id
+from casegate.store.inbound import InboundMessage, to_json
+from casegate.store.lookups import CaseState, ContactRef
+from casegate.store.models import (
     Attachment,
     Base,
     Case,
@@ -38,7 +35,9 @@ from store.models import (
     ProcessedMessage,
     ThreadReference,
 )
-from store.outbound_mail import compose
+from casegate.store.outbound_mail import compose
+from sqlalchemy import Connection, bindparam, delete, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 LIMITS = {"picklist": 40, "comments": 4000, "handle": 255, "reason": 1000, "subject": 255, "description": 32000,
           "supplied": 80, "phone": 40, "body": 131072, "headers": 32000, "email_subject": 3000, "address": 4000,

@@ -19,12 +19,11 @@ from typing import Any
 from urllib.parse import quote
 
 import aiosqlite
+from casegate.store.database import iso_utc
+from casegate.store.models import Account, Case, Contact, Queue, User
 from sqlalchemy import event, func, pool, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
-from store.database import iso_utc
-from store.models import Account, Case, Contact, Queue, User
 
 MAX_CONTACTS = 20
 MAX_CASES = 50

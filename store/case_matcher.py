@@ -11,12 +11,11 @@ import base64
 import binascii
 from collections.abc import Sequence
 
+from casegate.store import lookups
+from casegate.store.inbound import InboundMessage
+from casegate.store.lookups import CaseState
+from casegate.store.thread_token import find_case_id
 from sqlalchemy import Connection
-
-from store import lookups
-from store.inbound import InboundMessage
-from store.lookups import CaseState
-from store.thread_token import find_case_id
 
 
 def conversation_index(thread_index: str | None) -> str | None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from config import LoopSettings, OutboundSettings, RoutingAddress, RulesSettings
-from store.channel_policy import ChannelPolicy
+from casegate.config import LoopSettings, OutboundSettings, RoutingAddress, RulesSettings
+from casegate.store.channel_policy import ChannelPolicy
 
 UNROUTED = RoutingAddress(address="unrouted@casegate.invalid", auto_acknowledge=False)
 """The policy of a mail that reached none of the routing addresses (e.g. replayed from elsewhere)."""

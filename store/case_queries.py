@@ -14,13 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase
-
-from store.database import Database, as_utc
-from store.errors import CaseNotFound, StoreError
-from store.models import (
+from casegate.store.database import Database, as_utc
+from casegate.store.errors import CaseNotFound, StoreError
+from casegate.store.models import (
     Attachment,
     Case,
     CaseComment,
@@ -31,6 +27,9 @@ from store.models import (
     Queue,
     User,
 )
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
 
 
 def as_record(row: DeclarativeBase, object_type: str) -> dict[str, Any]:

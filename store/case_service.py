@@ -13,23 +13,22 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from casegate.rules.lifecycle import change_status
+from casegate.store import lookups
+from casegate.store.batch_writer import BatchWriter, ledger_key
+from casegate.store.case_matcher import CaseMatcher
+from casegate.store.case_policy import CasePolicy
+from casegate.store.channel_policy import origin_of, policy_for
+from casegate.store.conversations import Conversations
+from casegate.store.database import Database
+from casegate.store.email_placement import EmailPlacement
+from casegate.store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
+from casegate.store.inbound import InboundMessage, Outcome, from_json
+from casegate.store.loop_guard import LoopGuard
+from casegate.store.message_placement import MessagePlacement
+from casegate.store.models import Case, PendingMessage
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-
-from rules.lifecycle import change_status
-from store import lookups
-from store.batch_writer import BatchWriter, ledger_key
-from store.case_matcher import CaseMatcher
-from store.case_policy import CasePolicy
-from store.channel_policy import origin_of, policy_for
-from store.conversations import Conversations
-from store.database import Database
-from store.email_placement import EmailPlacement
-from store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
-from store.inbound import InboundMessage, Outcome, from_json
-from store.loop_guard import LoopGuard
-from store.message_placement import MessagePlacement
-from store.models import Case, PendingMessage
 
 T = TypeVar("T")
 

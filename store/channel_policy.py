@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from config import Settings
-from config.channels import ChannelBase, WebFormChannel
+from casegate.config import Settings
+from casegate.config.channels import ChannelBase, WebFormChannel
 
 ORIGINS = {"web": "Web", "sms": "SMS", "whatsapp": "WhatsApp", "messenger": "Messenger",
            "instagram": "Instagram", "telegram": "Telegram", "x": "X", "phone": "Phone", "chat": "Chat",

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from store import lookups
-from store.ids import new_id
-from store.inbound import InboundMessage
-from store.lookups import ContactRef
+from casegate.store import lookups
+from casegate.store.ids import new_id
+from casegate.store.inbound import InboundMessage
+from casegate.store.lookups import ContactRef
 
 Identity = tuple[str, str]
 """("email", key) | ("phone", E.164) | ("handle:<channel>", handle)."""

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from casegate.store import lookups
+from casegate.store.channel_policy import ChannelPolicy, origin_of, policy_for
+from casegate.store.database import as_utc
+from casegate.store.inbound import InboundMessage
+from casegate.store.lookups import CaseState, ContactRef
 from sqlalchemy import Connection
-
-from store import lookups
-from store.channel_policy import ChannelPolicy, origin_of, policy_for
-from store.database import as_utc
-from store.inbound import InboundMessage
-from store.lookups import CaseState, ContactRef
 
 CALL_CHANNEL = "phone"
 FORM_CHANNEL = "web"

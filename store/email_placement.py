@@ -8,17 +8,17 @@ the case feed entry that applies it."""
 
 from __future__ import annotations
 
-from config import RoutingAddress
-from rules import acknowledgement, closed_case, opening
-from rules.decision import Verdict, run
-from store.batch_writer import BatchWriter
-from store.case_matcher import CaseMatcher
-from store.case_policy import UNROUTED, CasePolicy
-from store.inbound import InboundMessage, Outcome
-from store.lookups import CaseState
-from store.loop_guard import LoopGuard
-from store.placement import Placement
-from store.thread_token import make_token
+from casegate.config import RoutingAddress
+from casegate.rules import acknowledgement, closed_case, opening
+from casegate.rules.decision import Verdict, run
+from casegate.store.batch_writer import BatchWriter
+from casegate.store.case_matcher import CaseMatcher
+from casegate.store.case_policy import UNROUTED, CasePolicy
+from casegate.store.inbound import InboundMessage, Outcome
+from casegate.store.lookups import CaseState
+from casegate.store.loop_guard import LoopGuard
+from casegate.store.placement import Placement
+from casegate.store.thread_token import make_token
 
 
 class EmailPlacement(Placement):

@@ -9,9 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from casegate.store.models import (
+    Account,
+    Case,
+    Contact,
+    ContactHandle,
+    EmailMessage,
+    Outbox,
+    ProcessedMessage,
+    ThreadReference,
+)
 from sqlalchemy import Connection, Select, func, select
-
-from store.models import Account, Case, Contact, ContactHandle, EmailMessage, Outbox, ProcessedMessage, ThreadReference
 
 T = TypeVar("T")
 DEAD_LETTERED = "dead-lettered"

@@ -13,13 +13,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
+from casegate.config import LoopSettings
+from casegate.rules.loops import Acknowledgements, Flood, acknowledgement_window, flood_window
+from casegate.store import lookups
+from casegate.store.database import as_utc
+from casegate.store.inbound import InboundMessage
 from sqlalchemy import Connection
-
-from config import LoopSettings
-from rules.loops import Acknowledgements, Flood, acknowledgement_window, flood_window
-from store import lookups
-from store.database import as_utc
-from store.inbound import InboundMessage
 
 _REPLY_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|wg|sv|vs|antw|tr|rif|r)\s*(\[\d+\]|\(\d+\))?\s*:\s*)+",
                            re.IGNORECASE)

@@ -1,7 +1,7 @@
 """Message-IDs as casegate keys mail by (pure, no I/O): the `<id@host>` tokens of a Message-ID,
 In-Reply-To or References header, and the one normalised id a Message-ID header names.
 
-The mail parser (`ingest.mime`) and the worker key and thread mail by `message_id`; the message trace
+The mail parser (`ingest.mail.mime`) and the worker key and thread mail by `message_id`; the message trace
 (`store.message_trace`) turns whatever an operator types into the same id, so a mail is found by the
 header as it was written or by its normalised form. A Message-ID written without angle brackets
 (`abc@host`), or missing one (`<abc@host`), still names an id: `<abc@host>`.

@@ -5,14 +5,14 @@ over the web form's daily cap; otherwise a new case with the channel's Origin, P
 
 from __future__ import annotations
 
-from rules import closed_case
-from store.batch_writer import BatchWriter
-from store.case_policy import CasePolicy
-from store.channel_policy import origin_of
-from store.conversations import Conversations
-from store.inbound import InboundMessage, Outcome
-from store.lookups import CaseState, ContactRef
-from store.placement import Placement
+from casegate.rules import closed_case
+from casegate.store.batch_writer import BatchWriter
+from casegate.store.case_policy import CasePolicy
+from casegate.store.channel_policy import origin_of
+from casegate.store.conversations import Conversations
+from casegate.store.inbound import InboundMessage, Outcome
+from casegate.store.lookups import CaseState, ContactRef
+from casegate.store.placement import Placement
 
 
 class MessagePlacement(Placement):

@@ -20,11 +20,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from casegate.store.database import Database, iso_utc
+from casegate.store.message_ids import message_id as normalised_id
+from casegate.store.models import Case, ProcessedMessage
 from sqlalchemy import Connection, and_, or_, select, tuple_
-
-from store.database import Database, iso_utc
-from store.message_ids import message_id as normalised_id
-from store.models import Case, ProcessedMessage
 
 _COLUMNS = (ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMessage.MessageIdentifier,
             ProcessedMessage.ReceivedAt, ProcessedMessage.ProcessedAt, ProcessedMessage.Outcome,

@@ -13,7 +13,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
 from string import Template
 
-from config import RoutingAddress
+from casegate.config import RoutingAddress
 
 _POLICY = SMTP.clone(max_line_length=998)
 """CRLF lines; headers folded only past RFC 5322's hard limit, so the subject with its token stays one

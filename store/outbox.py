@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from casegate.store.database import Database
+from casegate.store.ids import new_id
+from casegate.store.models import CaseFeed, EmailMessage, EmailStatus, Outbox
 from sqlalchemy import Connection, func, insert, select, update
-
-from store.database import Database
-from store.ids import new_id
-from store.models import CaseFeed, EmailMessage, EmailStatus, Outbox
 
 ERROR_LENGTH = 4000
 """Characters of the last error kept (in the outbox row and on the case feed)."""

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from casegate.store.database import Database
+from casegate.store.ids import new_id
+from casegate.store.models import Queue, User
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-
-from store.database import Database
-from store.ids import new_id
-from store.models import Queue, User
 
 
 async def ensure_owners(db: Database, refs: Iterable[str]) -> dict[str, str]:

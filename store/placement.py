@@ -6,15 +6,15 @@ The decisions are the rules' (`rules/`); here the facts are gathered, the decisi
 
 from __future__ import annotations
 
-from rules import assignment, closed_case
-from rules.assignment import CaseFacts
-from rules.decision import Verdict, run
-from rules.lifecycle import change_status
-from store.batch_writer import BatchWriter
-from store.case_policy import CasePolicy
-from store.database import as_utc
-from store.inbound import InboundMessage, Outcome
-from store.lookups import CaseState, ContactRef
+from casegate.rules import assignment, closed_case
+from casegate.rules.assignment import CaseFacts
+from casegate.rules.decision import Verdict, run
+from casegate.rules.lifecycle import change_status
+from casegate.store.batch_writer import BatchWriter
+from casegate.store.case_policy import CasePolicy
+from casegate.store.database import as_utc
+from casegate.store.inbound import InboundMessage, Outcome
+from casegate.store.lookups import CaseState, ContactRef
 
 
 class Placement:

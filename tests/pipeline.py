@@ -16,13 +16,12 @@ from typing import Any
 import aiohttp
 import aiosmtplib
 import pytest
+from casegate.config import Settings
+from casegate.ingest.app.daemon import Daemon
+from casegate.store.case_queries import list_cases, show_case
+from casegate.store.migrate import upgrade
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
-
-from config import Settings
-from ingest.daemon import Daemon
-from store.case_queries import list_cases, show_case
-from store.migrate import upgrade
 
 DEPLOYMENTS = ["local-sqlite", "kafka-postgres"]
 

@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
 import pytest
-
-from config.settings import KafkaSettings
+from casegate.config.settings import KafkaSettings
 
 T = TypeVar("T")
 

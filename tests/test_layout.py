@@ -1,5 +1,6 @@
-"""The repository's shape: the four packages live here, the top level holds the design card's entries
-and nothing else, and imports flow one way (`ingest` → `store` → `rules` → `config`)."""
+"""The repository's shape: the four folders live here and are installed as one package, `casegate`
+(casegate.config, casegate.store, casegate.rules, casegate.ingest); the top level holds the design card's
+entries and nothing else; imports flow one way (`ingest` → `store` → `rules` → `config`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ast
 import importlib
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -33,12 +35,25 @@ def top_level_entries(root: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("name", PACKAGES)
-def test_top_level_package_resolves_inside_this_project(name: str) -> None:
-    module = importlib.import_module(name)
+def test_each_folder_is_installed_as_a_part_of_casegate(name: str) -> None:
+    module = importlib.import_module(f"casegate.{name}")
     assert module.__file__ is not None
     path = Path(module.__file__).resolve()
     assert path.name == "__init__.py"
-    assert path.parent == ROOT / name, f"{name} is imported from {path}, not from this project"
+    assert path.parent == ROOT / name, f"casegate.{name} is imported from {path}, not from this project"
+
+
+def test_pyproject_lists_every_package_folder() -> None:
+    """setuptools' package-dir mapping needs each sub-package named; one left out would be missing from
+    the wheel while the editable install, which maps whole folders, still finds it."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert tool["package-dir"] == {f"casegate.{name}": name for name in PACKAGES}
+    folders = {
+        "casegate." + ".".join(init.parent.relative_to(ROOT).parts)
+        for name in PACKAGES
+        for init in (ROOT / name).rglob("__init__.py")
+    }
+    assert set(tool["packages"]) == folders
 
 
 def test_top_level_holds_exactly_the_design_card_entries() -> None:
@@ -61,16 +76,23 @@ def test_untracked_files_at_the_top_level_are_not_the_repository_shape(tmp_path:
     assert top_level_entries(tmp_path) == {"README.md"}
 
 
+def _project_part(dotted: str) -> str:
+    """`casegate.store.models` → `store`; a bare top-level name (`store.models`) is returned as it is, so
+    the checks below see it (the project's code never imports its parts by their folder names)."""
+    head, _, rest = dotted.partition(".")
+    return rest.split(".")[0] if head == "casegate" else head
+
+
 def _imported_packages(path: Path) -> set[str]:
-    """Top-level names of the project packages a source file imports (absolute imports only;
-    relative imports stay inside the file's own package)."""
+    """Names of the project's parts a source file imports (absolute imports only; relative imports stay
+    inside the file's own package). `casegate.X…` counts as X; a bare `X…` is returned as `bare:X`."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(_name(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(_name(node.module))
         elif (  # importlib.import_module("pkg.mod") / __import__("pkg")
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute | ast.Name)
@@ -80,8 +102,13 @@ def _imported_packages(path: Path) -> set[str]:
             and isinstance(node.args[0], ast.Constant)
             and isinstance(node.args[0].value, str)
         ):
-            names.add(node.args[0].value.split(".")[0])
-    return names & PROJECT
+            names.add(_name(node.args[0].value))
+    return {n for n in names if n.removeprefix("bare:") in PROJECT}
+
+
+def _name(dotted: str) -> str:
+    part = _project_part(dotted)
+    return part if dotted.startswith("casegate.") or part == "tests" else f"bare:{part}"
 
 
 def _imports_of_package(package: str) -> dict[str, set[str]]:
@@ -107,9 +134,22 @@ def test_imports_flow_one_way(package: str, may_import: set[str]) -> None:
 def test_the_import_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
     src = tmp_path / "probe.py"
     src.write_text(
-        "import os\nimport store.models\nfrom ingest import cli\nfrom . import sibling\n"
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from rules.assignment import assign\n"
+        "import os\nimport casegate.store.models\nfrom casegate.ingest import cli\nfrom . import sibling\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from casegate.rules.assignment import assign\n"
         "def f():\n    import config.settings\n    return importlib.import_module('tests.services')\n",
         encoding="utf-8",
     )
-    assert _imported_packages(src) == {"store", "ingest", "rules", "config", "tests"}
+    assert _imported_packages(src) == {"store", "ingest", "rules", "bare:config", "tests"}
+
+
+@pytest.mark.parametrize("where", [*PACKAGES, "tests"])
+def test_nothing_imports_a_part_by_its_folder_name(where: str) -> None:
+    """`import store` would load a second copy of casegate.store (two module objects, two sets of classes)
+    in a checkout, and fail outright where casegate is installed from its wheel."""
+    bare = {
+        str(f.relative_to(ROOT)): sorted(n for n in _imported_packages(f) if n.startswith("bare:"))
+        for f in sorted((ROOT / where).rglob("*.py"))
+        if "data" not in f.relative_to(ROOT).parts
+    }
+    assert not {f: names for f, names in bare.items() if names}
+

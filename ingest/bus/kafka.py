@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
-
-from config.settings import KafkaSettings
-from ingest.bus.base import BusError, BusUnavailable, Record
+from casegate.config.settings import KafkaSettings
+from casegate.ingest.bus.base import BusError, BusUnavailable, Record
 
 __all__ = ["KafkaBus", "KafkaConsumer"]
 

@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from config.settings import LocalBusSettings
-from ingest.bus.base import BusError, BusUnavailable, Record
-from ingest.sqlite_writer import SqliteWriter, WriterError, open_sqlite, write_transaction
+from casegate.config.settings import LocalBusSettings
+from casegate.ingest.bus.base import BusError, BusUnavailable, Record
+from casegate.ingest.bus.sqlite_writer import SqliteWriter, WriterError, open_sqlite, write_transaction
 
 __all__ = ["LocalBus", "LocalConsumer"]
 

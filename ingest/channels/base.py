@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from aiohttp import web
-
-from ingest.channels.webhook import ChannelContext
+from casegate.ingest.channels.webhook import ChannelContext
 
 
 @runtime_checkable

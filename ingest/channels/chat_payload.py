@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from casegate.ingest.channels.payload import Instant, Items, Shape
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
-
-from ingest.channels.payload import Instant, Items, Shape
 
 MAX_ID = 255
 

@@ -41,11 +41,10 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
-
-from config.channels import ChatChannel
-from config.sections import read_secret
-from ingest.channels.chat_payload import ChatMessage
-from ingest.channels.webhook import (
+from casegate.config.channels import ChatChannel
+from casegate.config.sections import read_secret
+from casegate.ingest.channels.chat_payload import ChatMessage
+from casegate.ingest.channels.webhook import (
     ChannelContext,
     Rejected,
     check_signed_at,
@@ -56,7 +55,7 @@ from ingest.channels.webhook import (
     validated,
     webhook,
 )
-from ingest.envelope import Envelope, Sender
+from casegate.ingest.envelope import Envelope, Sender
 
 TIMESTAMP = "X-Casegate-Timestamp"
 SIGNATURE = "X-Casegate-Signature"

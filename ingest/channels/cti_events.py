@@ -42,12 +42,10 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
-
-from config.channels import CtiChannel, DispositionRule
-from config.sections import read_secret
-from ingest.channels.cti_payload import Call, CallEvent
-from ingest.channels.webhook import (
+from casegate.config.channels import CtiChannel, DispositionRule
+from casegate.config.sections import read_secret
+from casegate.ingest.channels.cti_payload import Call, CallEvent
+from casegate.ingest.channels.webhook import (
     ChannelContext,
     Rejected,
     bearer_of,
@@ -61,8 +59,9 @@ from ingest.channels.webhook import (
     validated,
     webhook,
 )
-from ingest.envelope import Envelope, Sender
-from store.caller_lookup import CONNECT_TIMEOUT, CallerDirectory
+from casegate.ingest.envelope import Envelope, Sender
+from casegate.store.caller_lookup import CONNECT_TIMEOUT, CallerDirectory
+from sqlalchemy.exc import SQLAlchemyError
 
 LIVE = ("call.offered", "call.answered")
 """Live call state for agent desktops: acknowledged, recorded on the ledger only."""

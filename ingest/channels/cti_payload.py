@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from casegate.ingest.channels.payload import Id, Instant, Number, Shape
 from pydantic import BeforeValidator, Field, StringConstraints
-
-from ingest.channels.payload import Id, Instant, Number, Shape
 
 EventType = Literal["call.offered", "call.answered", "call.ended", "call.wrapup", "recording.available",
                     "transcript.available"]

@@ -3,7 +3,7 @@
 
 Refused early, before the work is done: the charset (the `?encoding=` of Salesforce's forms, else the
 Content-Type's `charset`, else UTF-8; and each multipart part's own `charset`) must be a real text charset
-(`ingest.charsets.form_codec`) and is checked before anything is decoded with it — punycode decodes in
+(`ingest.mail.charsets.form_codec`) and is checked before anything is decoded with it — punycode decodes in
 quadratic time (a 1 MB form: half a minute of a frozen daemon), idna and undefined raise. Fields are
 counted as they are read and reading stops past `max_fields`. A multipart body is walked once with
 `bytes.find`, never parsed as MIME: a nested multipart part (form-data has no nesting; RFC 7578 deprecates
@@ -18,8 +18,8 @@ import functools
 import re
 from urllib.parse import unquote_to_bytes
 
-from ingest.channels.webhook import Rejected
-from ingest.charsets import form_codec
+from casegate.ingest.channels.webhook import Rejected
+from casegate.ingest.mail.charsets import form_codec
 
 Fields = dict[str, list[str]]
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

@@ -11,7 +11,7 @@ client reading the mail hides nothing. Then wait for new mail: IDLE when the ser
 
 The bus or the blob store failing leaves the message as it was and the watermark where it was; it is
 fetched again after a back-off. An unexpected error once the raw message is stored makes it a dead
-letter (ingest/mail_handoff.py): it is flagged or moved like any other, once that record is on the
+letter (ingest/mail/handoff.py): it is flagged or moved like any other, once that record is on the
 bus. A lost connection or a refused login reconnects after an exponential back-off (capped at
 `retry_max`). One mailbox failing never stops another. Each watcher's status is kept in memory for
 `/readyz` and written to the state file for `casegate mailboxes status`.
@@ -28,16 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-
-from config import MailboxSettings
-from ingest.blobs import BlobStoreError
-from ingest.bus import BusError
-from ingest.channels.imap_session import ImapAuthFailed, ImapSession, ImapTemporary
-from ingest.channels.imap_state import ImapState, MailboxStatus
-from ingest.mail_handoff import HANDOFF_ERROR, hand_off_mail
-from ingest.metrics import IMAP_AUTH_FAILURES, IMAP_CONNECTED, IMAP_FETCHED, IMAP_RECONNECTS
-from ingest.mime import MAX_ATTACHMENTS
-from ingest.publisher import Publisher
+from casegate.config import MailboxSettings
+from casegate.ingest.bus import BusError
+from casegate.ingest.bus.blobs import BlobStoreError
+from casegate.ingest.bus.publisher import Publisher
+from casegate.ingest.channels.imap_session import ImapAuthFailed, ImapSession, ImapTemporary
+from casegate.ingest.channels.imap_state import ImapState, MailboxStatus
+from casegate.ingest.mail.handoff import HANDOFF_ERROR, hand_off_mail
+from casegate.ingest.mail.mime import MAX_ATTACHMENTS
+from casegate.ingest.metrics import IMAP_AUTH_FAILURES, IMAP_CONNECTED, IMAP_FETCHED, IMAP_RECONNECTS
 
 log = structlog.get_logger("casegate.imap")
 

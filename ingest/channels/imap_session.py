@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 from aioimaplib import aioimaplib
-
-from config import MailboxSettings
-from config.sections import read_secret
+from casegate.config import MailboxSettings
+from casegate.config.sections import read_secret
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ingest.sqlite_writer import open_sqlite, write_transaction
+from casegate.ingest.bus.sqlite_writer import open_sqlite, write_transaction
 
 STATE_FILE = "imap-state.db"
 

@@ -8,9 +8,9 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from config import Settings
-from ingest.channels.imap_state import read_statuses, state_path
-from ingest.terminal_text import dumps, printable
+from casegate.config import Settings
+from casegate.ingest.channels.imap_state import read_statuses, state_path
+from casegate.ingest.terminal_text import dumps, printable
 
 
 def _alive(pid: int | None) -> bool:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
+from casegate.ingest.bus.blobs import BlobStore, BlobStoreError
+from casegate.ingest.envelope import AttachmentRef
 from yarl import URL
-
-from ingest.blobs import BlobStore, BlobStoreError
-from ingest.envelope import AttachmentRef
 
 CHUNK = 65536
 

@@ -21,10 +21,9 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-
-from config.channels import MetaChannel
-from config.sections import read_secret
-from ingest.channels.meta_payload import (
+from casegate.config.channels import MetaChannel
+from casegate.config.sections import read_secret
+from casegate.ingest.channels.meta_payload import (
     Delivery,
     MessagingDelivery,
     MessagingEvent,
@@ -33,9 +32,9 @@ from ingest.channels.meta_payload import (
     ReplyTo,
     WhatsAppDelivery,
 )
-from ingest.channels.meta_whatsapp import whatsapp_envelopes
-from ingest.channels.payload import as_detail
-from ingest.channels.webhook import (
+from casegate.ingest.channels.meta_whatsapp import whatsapp_envelopes
+from casegate.ingest.channels.payload import as_detail
+from casegate.ingest.channels.webhook import (
     ChannelContext,
     Rejected,
     check_hmac_sha256,
@@ -46,7 +45,7 @@ from ingest.channels.webhook import (
     validated,
     webhook,
 )
-from ingest.envelope import Channel, Envelope, Sender
+from casegate.ingest.envelope import Channel, Envelope, Sender
 
 log = structlog.get_logger("casegate.meta")
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from casegate.ingest.channels.payload import Id, Items, Number, Recorded, Shape
 from pydantic import BeforeValidator, ConfigDict, Field, PlainValidator
 from pydantic_core import PydanticCustomError
-
-from ingest.channels.payload import Id, Items, Number, Recorded, Shape
 
 
 def _unix(per_second: int) -> BeforeValidator:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ingest.channels.meta_payload import (
+from casegate.ingest.channels.meta_payload import (
     Button,
     Card,
     Contact,
@@ -29,9 +29,9 @@ from ingest.channels.meta_payload import (
     Value,
     WhatsAppDelivery,
 )
-from ingest.channels.payload import as_detail
-from ingest.channels.webhook import Rejected, e164, message_envelope, validated
-from ingest.envelope import Envelope, Sender
+from casegate.ingest.channels.payload import as_detail
+from casegate.ingest.channels.webhook import Rejected, e164, message_envelope, validated
+from casegate.ingest.envelope import Envelope, Sender
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 MEDIA_FIELDS = ("id", "mime_type", "sha256", "filename", "caption", "voice", "animated")

@@ -9,10 +9,9 @@ e.g. the CTI screen pop), so that such a route answers on whichever process of a
 from __future__ import annotations
 
 from aiohttp import web
-
-from ingest.channels.base import StoreReadingChannel
-from ingest.channels.table import CHANNELS
-from ingest.channels.webhook import ChannelContext
+from casegate.ingest.channels.base import StoreReadingChannel
+from casegate.ingest.channels.table import CHANNELS
+from casegate.ingest.channels.webhook import ChannelContext
 
 
 def mount_channels(app: web.Application, ctx: ChannelContext, *, ingest: bool = True) -> list[str]:

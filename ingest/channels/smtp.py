@@ -6,9 +6,9 @@ Accepts only the configured routing addresses (550 5.1.1 otherwise: never an ope
 once the raw message is in the blob store and the envelope on the bus, 451 4.3.0 when either failed (the
 sending MTA keeps the mail and retries), 421 while shutting down. A mail is never refused with 5xx for
 what it contains: an unexpected error once the raw message is stored makes it a dead letter (accepted,
-see ingest/mail_handoff.py), and any error before that, or while dead-lettering, is a 451. STARTTLS is
+see ingest/mail/handoff.py), and any error before that, or while dead-lettering, is a 451. STARTTLS is
 offered when a certificate is configured. Connections over `smtp.max_connections` or
-`smtp.max_connections_per_ip` get `421 4.7.0` at once (ingest/connection_guard.py).
+`smtp.max_connections_per_ip` get `421 4.7.0` at once (ingest/listeners/connection_guard.py).
 """
 
 from __future__ import annotations
@@ -22,15 +22,20 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
-
-from config import SmtpSettings
-from ingest.blobs import BlobStoreError
-from ingest.bus import BusError
-from ingest.connection_guard import ACCEPTS_PER_TURN, ConnectionGuard, GuardedConnection, Slot, deepen_backlog
-from ingest.mail_handoff import HANDOFF_ERROR, hand_off_mail
-from ingest.metrics import SMTP_REFUSED
-from ingest.mime import MAX_ATTACHMENTS
-from ingest.publisher import Publisher
+from casegate.config import SmtpSettings
+from casegate.ingest.bus import BusError
+from casegate.ingest.bus.blobs import BlobStoreError
+from casegate.ingest.bus.publisher import Publisher
+from casegate.ingest.listeners.connection_guard import (
+    ACCEPTS_PER_TURN,
+    ConnectionGuard,
+    GuardedConnection,
+    Slot,
+    deepen_backlog,
+)
+from casegate.ingest.mail.handoff import HANDOFF_ERROR, hand_off_mail
+from casegate.ingest.mail.mime import MAX_ATTACHMENTS
+from casegate.ingest.metrics import SMTP_REFUSED
 
 log = structlog.get_logger("casegate.smtp")
 

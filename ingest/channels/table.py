@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import get_args
 
-from config import Settings
-from config.channels import ChannelBase, ChannelsSettings
-from ingest.channels import (
+from casegate.config import Settings
+from casegate.config.channels import ChannelBase, ChannelsSettings
+from casegate.ingest.channels import (
     chat_webhook,
     cti_events,
     meta_messaging,
@@ -24,8 +24,8 @@ from ingest.channels import (
     web_form,
     x_activity,
 )
-from ingest.channels.base import HttpChannel
-from ingest.envelope import Channel
+from casegate.ingest.channels.base import HttpChannel
+from casegate.ingest.envelope import Channel
 
 ENVELOPE_CHANNELS: frozenset[str] = frozenset(get_args(Channel))
 SECTIONS: tuple[str, ...] = tuple(ChannelsSettings.model_fields)

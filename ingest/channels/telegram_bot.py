@@ -16,11 +16,10 @@ The Update's shape is telegram_payload.py; a malformed one is a 400 naming the f
 from __future__ import annotations
 
 from aiohttp import web
-
-from config.channels import TelegramChannel
-from config.sections import read_secret
-from ingest.channels.telegram_payload import Message, Update
-from ingest.channels.webhook import (
+from casegate.config.channels import TelegramChannel
+from casegate.config.sections import read_secret
+from casegate.ingest.channels.telegram_payload import Message, Update
+from casegate.ingest.channels.webhook import (
     ChannelContext,
     Rejected,
     message_envelope,
@@ -30,7 +29,7 @@ from ingest.channels.webhook import (
     validated,
     webhook,
 )
-from ingest.envelope import Envelope, Sender
+from casegate.ingest.envelope import Envelope, Sender
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MESSAGE_KINDS = ("message", "edited_message")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from casegate.ingest.channels.payload import NOT_NULL, Id, Number, Shape
 from pydantic import Field
-
-from ingest.channels.payload import NOT_NULL, Id, Number, Shape
 
 FILE_KINDS = ("document", "audio", "voice", "video", "video_note", "animation", "sticker")
 """Message fields holding one file object (`photo` is a list of sizes and handled apart)."""

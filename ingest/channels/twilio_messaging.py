@@ -21,14 +21,13 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import structlog
 from aiohttp import web
-
-from config.channels import TwilioChannel
-from config.sections import read_secret
-from ingest.channels import twilio_voice
-from ingest.channels.media_fetch import HttpMediaFetcher, MediaFetcher, MediaItem, store_media
-from ingest.channels.twilio_common import Params, first, twiml
-from ingest.channels.twilio_payload import InboundMessage, StatusCallback, fields
-from ingest.channels.webhook import (
+from casegate.config.channels import TwilioChannel
+from casegate.config.sections import read_secret
+from casegate.ingest.channels import twilio_voice
+from casegate.ingest.channels.media_fetch import HttpMediaFetcher, MediaFetcher, MediaItem, store_media
+from casegate.ingest.channels.twilio_common import Params, first, twiml
+from casegate.ingest.channels.twilio_payload import InboundMessage, StatusCallback, fields
+from casegate.ingest.channels.webhook import (
     ChannelContext,
     Handler,
     Rejected,
@@ -39,7 +38,7 @@ from ingest.channels.webhook import (
     validated,
     webhook,
 )
-from ingest.envelope import Channel, Envelope, Sender
+from casegate.ingest.envelope import Channel, Envelope, Sender
 
 log = structlog.get_logger("casegate.twilio")
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from casegate.ingest.channels.media_fetch import MediaItem
+from casegate.ingest.channels.payload import Id, Shape
+from casegate.ingest.channels.twilio_common import Params
 from pydantic import ConfigDict, Field, PlainValidator
 from pydantic.alias_generators import to_pascal
 from pydantic_core import PydanticCustomError
-
-from ingest.channels.media_fetch import MediaItem
-from ingest.channels.payload import Id, Shape
-from ingest.channels.twilio_common import Params
 
 MAX_MEDIA = 10
 """Twilio sends at most 10 media items per message."""

@@ -17,10 +17,9 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
-
-from ingest.channels.twilio_common import Params, twiml
-from ingest.channels.twilio_payload import CallCallback, FinalCall, fields
-from ingest.channels.webhook import (
+from casegate.ingest.channels.twilio_common import Params, twiml
+from casegate.ingest.channels.twilio_payload import CallCallback, FinalCall, fields
+from casegate.ingest.channels.webhook import (
     ChannelContext,
     Handler,
     Rejected,
@@ -30,7 +29,7 @@ from ingest.channels.webhook import (
     validated,
     webhook,
 )
-from ingest.envelope import Envelope, Sender
+from casegate.ingest.envelope import Envelope, Sender
 
 log = structlog.get_logger("casegate.twilio")
 

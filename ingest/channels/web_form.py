@@ -26,13 +26,20 @@ from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
-
-from config.channels import WebFormChannel
-from ingest.blobs import BlobStoreError
-from ingest.channels.form_body import Fields, parse_form
-from ingest.channels.webhook import ChannelContext, Rejected, e164, json_error, message_envelope, publish_all, webhook
-from ingest.envelope import Envelope, Sender
-from ingest.metrics import WEBHOOK_REJECTED
+from casegate.config.channels import WebFormChannel
+from casegate.ingest.bus.blobs import BlobStoreError
+from casegate.ingest.channels.form_body import Fields, parse_form
+from casegate.ingest.channels.webhook import (
+    ChannelContext,
+    Rejected,
+    e164,
+    json_error,
+    message_envelope,
+    publish_all,
+    webhook,
+)
+from casegate.ingest.envelope import Envelope, Sender
+from casegate.ingest.metrics import WEBHOOK_REJECTED
 
 log = structlog.get_logger("casegate.web_form")
 

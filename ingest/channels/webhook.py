@@ -27,14 +27,13 @@ import phonenumbers
 import pydantic
 import structlog
 from aiohttp import web
-
-from config import Settings
-from ingest.blobs import BlobStoreError
-from ingest.bus import BusError
-from ingest.envelope import Channel, Entry, Envelope, Sender
-from ingest.metrics import WEBHOOK_REJECTED
-from ingest.publisher import Publisher
-from store.database import Database
+from casegate.config import Settings
+from casegate.ingest.bus import BusError
+from casegate.ingest.bus.blobs import BlobStoreError
+from casegate.ingest.bus.publisher import Publisher
+from casegate.ingest.envelope import Channel, Entry, Envelope, Sender
+from casegate.ingest.metrics import WEBHOOK_REJECTED
+from casegate.store.database import Database
 
 log = structlog.get_logger("casegate.webhook")
 M = TypeVar("M", bound=pydantic.BaseModel)

@@ -31,10 +31,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-
-from config.channels import XChannel
-from config.sections import read_secret
-from ingest.channels.webhook import (
+from casegate.config.channels import XChannel
+from casegate.config.sections import read_secret
+from casegate.ingest.channels.webhook import (
     ChannelContext,
     Rejected,
     check_hmac_sha256,
@@ -44,8 +43,8 @@ from ingest.channels.webhook import (
     validated,
     webhook,
 )
-from ingest.channels.x_payload import Delivery, DirectMessage, Tweet, User
-from ingest.envelope import Envelope, Sender
+from casegate.ingest.channels.x_payload import Delivery, DirectMessage, Tweet, User
+from casegate.ingest.envelope import Envelope, Sender
 
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
 CRC_TOKEN = re.compile(r"[A-Za-z0-9\-_=+/.:]{1,255}")

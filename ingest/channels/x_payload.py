@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from casegate.ingest.channels.payload import Id, Shape
 from pydantic import Field
-
-from ingest.channels.payload import Id, Shape
 
 
 class Delivery(Shape):

@@ -39,12 +39,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from casegate.config import Settings
+from casegate.ingest.app.daemon import Daemon
+from casegate.ingest.app.log_setup import configure_logging
+from casegate.store.models import Case
 from sqlalchemy import func, select
 
-from config import Settings
-from ingest.daemon import Daemon
-from ingest.log_setup import configure_logging
-from store.models import Case
 from tests.dovecot import Dovecot, start_dovecot
 from tests.pipeline import mail, migrate, settings_for
 

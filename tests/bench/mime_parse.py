@@ -29,9 +29,9 @@ from contextlib import suppress
 from email.message import EmailMessage
 from pathlib import Path
 
-from ingest.heap_release import release_free_memory
-from ingest.mail_handoff import LARGE_PARSES_AT_ONCE, parse_in_turn
-from ingest.mime import parse_mail
+from casegate.ingest.mail.handoff import LARGE_PARSES_AT_ONCE, parse_in_turn
+from casegate.ingest.mail.heap_release import release_free_memory
+from casegate.ingest.mail.mime import parse_mail
 
 CPYTHON_DATA = Path("/usr/lib/python3.11/test/test_email/data")
 COLLECTED = Path(__file__).resolve().parent.parent / "data" / "mail"

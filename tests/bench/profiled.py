@@ -93,7 +93,7 @@ def run(out: str, argv: list[str]) -> None:
     sys.argv = ["casegate", *argv]
     main.enable()
     try:
-        from ingest.cli import main as casegate
+        from casegate.ingest.app.cli import main as casegate
 
         casegate(argv)
     except SystemExit as e:

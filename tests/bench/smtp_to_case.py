@@ -70,11 +70,10 @@ from typing import IO, Any
 import aiohttp
 import aiosmtplib
 import psutil
+from casegate.store.migrate import upgrade
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from store.migrate import upgrade
 
 CONFIGS = ("local-sqlite", "kafka-postgres")
 ROLE_MODES = ("one", "split", "supervisor")

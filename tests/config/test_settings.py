@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from config import ConfigError, Settings, load_settings
+from casegate.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "casegate.example.toml"

@@ -30,19 +30,19 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session
+from casegate.config import OutboundSettings, RoutingAddress, RulesSettings, Settings
+from casegate.ingest.worker.outbox import OutboxSender
+from casegate.store.case_policy import CasePolicy
+from casegate.store.case_queries import show_case
+from casegate.store.case_service import CaseService
+from casegate.store.database import Database
+from casegate.store.inbound import InboundMessage
+from casegate.store.migrate import upgrade
+from casegate.store.models import EmailMessage as EmailMessageRow
+from casegate.store.models import EmailStatus, Outbox
+from casegate.store.owners import ensure_owners
 from sqlalchemy import select
 
-from config import OutboundSettings, RoutingAddress, RulesSettings, Settings
-from ingest.outbox_sender import OutboxSender
-from store.case_policy import CasePolicy
-from store.case_queries import show_case
-from store.case_service import CaseService
-from store.database import Database
-from store.inbound import InboundMessage
-from store.migrate import upgrade
-from store.models import EmailMessage as EmailMessageRow
-from store.models import EmailStatus, Outbox
-from store.owners import ensure_owners
 from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
 
 NOISE = Path(__file__).parent.parent / "data" / "noise"

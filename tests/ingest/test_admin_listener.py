@@ -8,8 +8,8 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+from casegate.config import Settings
 
-from config import Settings
 from tests.pipeline import settings_for, start_pipeline
 
 

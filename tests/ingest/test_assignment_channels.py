@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from casegate.config import Settings
 
-from config import Settings
 from tests.ingest.test_twilio import MESSAGING, Twilio, sms, twilio_section
 from tests.ingest.test_web_form import FORM, post, running, web_form
 from tests.pipeline import start_pipeline

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from casegate.ingest.mail.mime import parse_mail
+from casegate.ingest.mail.noise import classify
+from casegate.store import message_trace
 
-from ingest.mail_noise import classify
-from ingest.mime import parse_mail
-from store import message_trace
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 
 DATA = Path(__file__).parent.parent / "data" / "bounces"

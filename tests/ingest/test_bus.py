@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from casegate.config.settings import LocalBusSettings
+from casegate.ingest.bus.base import BusError, BusUnavailable, Consumer, Record
+from casegate.ingest.bus.kafka import KafkaBus
+from casegate.ingest.bus.local import LocalBus
 
-from config.settings import LocalBusSettings
-from ingest.bus.base import BusError, BusUnavailable, Consumer, Record
-from ingest.bus.kafka import KafkaBus
-from ingest.bus.local import LocalBus
 from tests.services import Tansu, kafka_settings, start_tansu
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,8 +167,8 @@ async def test_read_without_a_group(env: Env) -> None:
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from config.settings import LocalBusSettings
-from ingest.bus.local import LocalBus
+from casegate.config.settings import LocalBusSettings
+from casegate.ingest.bus.local import LocalBus
 
 async def main():
     bus = LocalBus(Path(sys.argv[1]), LocalBusSettings())
@@ -363,8 +363,8 @@ async def test_kafka_broker_down_raises_bus_unavailable() -> None:
 
 
 async def test_local_prune_deletes_only_what_every_group_committed(tmp_path: Path) -> None:
-    from config.settings import LocalBusSettings
-    from ingest.bus.local import LocalBus
+    from casegate.config.settings import LocalBusSettings
+    from casegate.ingest.bus.local import LocalBus
 
     bus = LocalBus(tmp_path / "bus.db", LocalBusSettings(retention_hours=0))
     await bus.start()

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from config import Settings
-from ingest.daemon import owner_refs
+from casegate.config import Settings
+from casegate.ingest.app.daemon import owner_refs
+
 from tests.ingest.test_chat import channels, message, post
 from tests.pipeline import start_pipeline
 

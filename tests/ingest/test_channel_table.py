@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from casegate.ingest.channels.base import HttpChannel, StoreReadingChannel
+from casegate.ingest.channels.table import CHANNELS, SECTIONS, ChannelSpec, ChannelTableError, channel_table
+from casegate.store.channel_policy import ORIGINS, SECTION_OF_CHANNEL
 
-from ingest.channels.base import HttpChannel, StoreReadingChannel
-from ingest.channels.table import CHANNELS, SECTIONS, ChannelSpec, ChannelTableError, channel_table
-from store.channel_policy import ORIGINS, SECTION_OF_CHANNEL
 from tests.ingest.test_hostile_webhooks import all_channels
 from tests.pipeline import settings_for, start_pipeline
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from casegate.config import Settings
+from casegate.store.models import Contact, ConversationEntry, ProcessedMessage
 
-from config import Settings
-from store.models import Contact, ConversationEntry, ProcessedMessage
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 
 SECRET = "chat-widget-secret"

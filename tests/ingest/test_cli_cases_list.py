@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from casegate.store.database import Database
+from casegate.store.migrate import upgrade
 
-from store.database import Database
-from store.migrate import upgrade
 from tests.ingest.test_cli_newcomer import casegate, one_line
 from tests.store.case_seed import Seed, seed_cases
 

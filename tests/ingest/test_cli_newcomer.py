@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from casegate.ingest.app.cli import _parser
+from casegate.store.migrate import head_revision, upgrade
 from sqlalchemy.engine import make_url
 
-from ingest.cli import _parser
-from store.migrate import head_revision, upgrade
 from tests.ingest.test_daemon_process import CASEGATE
 from tests.services import free_port
 

@@ -11,7 +11,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.channels.imap_state import ImapState, MailboxStatus, state_path
+from casegate.ingest.channels.imap_state import ImapState, MailboxStatus, state_path
+
 from tests.ingest.test_daemon_process import CASEGATE
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 

@@ -27,9 +27,9 @@ import aiohttp
 import aiosmtplib
 import pytest
 from aiohttp import web
+from casegate.ingest.listeners.connection_guard import ConnectionGuard, http_refusal
+from casegate.ingest.listeners.http import HttpListener
 
-from ingest.connection_guard import ConnectionGuard, http_refusal
-from ingest.http_listener import HttpListener
 from tests.ingest.test_daemon_process import CASEGATE, _free_port, wait_ready
 from tests.ingest.test_metrics import delta
 from tests.pipeline import mail, settings_for, start_pipeline

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from casegate.config import Settings
+from casegate.store.models import Contact, ConversationEntry, ProcessedMessage
 from sqlalchemy import select
 
-from config import Settings
-from store.models import Contact, ConversationEntry, ProcessedMessage
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 
 SECRET = "cti-signing-secret"
@@ -285,7 +285,7 @@ async def test_an_ingest_process_pops_the_screen_from_the_case_store_and_a_worke
     store_file = settings.data_path / "cases.db"
     ingest = await start_pipeline(settings, role="ingest")
     try:
-        assert ingest.daemon.db is None and ingest.daemon.worker is None
+        assert ingest.app.daemon.db is None and ingest.app.daemon.worker is None
         if not settings.store.url:  # SQLite: not migrated until a worker starts
             status, answer = await lookup(ingest, ANI)
             assert status == 503 and "retry" in answer["error"] and not store_file.exists()
@@ -304,4 +304,4 @@ async def test_an_ingest_process_pops_the_screen_from_the_case_store_and_a_worke
         finally:
             await worker.daemon.stop()
     finally:
-        await ingest.daemon.stop()
+        await ingest.app.daemon.stop()

@@ -11,18 +11,18 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from casegate.config import Settings
+from casegate.ingest.app.daemon import make_worker, open_store
+from casegate.ingest.bus import open_bus
+from casegate.ingest.bus.blobs import PACK_SCHEMA, BlobStore
+from casegate.ingest.bus.dead_letters import list_dead_letters, replay_dead_letters
+from casegate.ingest.envelope import Envelope, Sender, encode
+from casegate.ingest.worker.consumer import Worker
+from casegate.store import message_trace
+from casegate.store.database import Database
+from casegate.store.models import Case, EmailMessage, ProcessedMessage
 from sqlalchemy import func, select
 
-from config import Settings
-from ingest.blobs import PACK_SCHEMA, BlobStore
-from ingest.bus import open_bus
-from ingest.daemon import make_worker, open_store
-from ingest.dead_letters import list_dead_letters, replay_dead_letters
-from ingest.envelope import Envelope, Sender, encode
-from ingest.worker import Worker
-from store import message_trace
-from store.database import Database
-from store.models import Case, EmailMessage, ProcessedMessage
 from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
 from tests.services import start_tansu
 
@@ -156,7 +156,7 @@ async def _ingest_only(settings: Settings) -> AsyncIterator[tuple[Pipeline, Data
         yield ingest, db
     finally:
         await db.dispose()
-        await ingest.daemon.stop()
+        await ingest.app.daemon.stop()
 
 
 async def _close(w: Worker) -> None:
@@ -191,7 +191,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         deployment_settings: Callable[..., Settings]) -> None:
     settings = deployment_settings()
     async with _ingest_only(settings) as (ingest, db):
-        bus = ingest.daemon.bus
+        bus = ingest.app.daemon.bus
         raw_missing = b"From: late@example.org\r\nSubject: blob not there yet\r\n\r\nbody\r\n"
         missing_sha = hashlib.sha256(raw_missing).hexdigest()
         claim = Envelope(channel="email", external_id="<late@example.org>", conversation_key="late@example.org",

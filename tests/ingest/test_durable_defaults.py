@@ -8,10 +8,11 @@ import asyncio
 import os
 from pathlib import Path
 
-from config import Settings
-from config.settings import LocalBusSettings
-from ingest.blobs import BlobStore
-from ingest.bus.local import LocalBus
+from casegate.config import Settings
+from casegate.config.settings import LocalBusSettings
+from casegate.ingest.bus.blobs import BlobStore
+from casegate.ingest.bus.local import LocalBus
+
 from tests.pipeline import mail, settings_for, start_pipeline
 
 FULL, NORMAL = 2, 1

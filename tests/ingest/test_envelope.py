@@ -6,9 +6,8 @@ import json
 from collections.abc import Callable
 
 import pytest
-
-from config import Settings
-from ingest.envelope import (
+from casegate.config import Settings
+from casegate.ingest.envelope import (
     SCHEMA,
     AttachmentRef,
     Entry,
@@ -19,6 +18,7 @@ from ingest.envelope import (
     decode,
     encode,
 )
+
 from tests.pipeline import start_pipeline
 
 # A version 1 record as casegate 0.1 wrote it for an SMS with a picture (media and details JSON text in meta)

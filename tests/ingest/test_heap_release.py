@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PARSES_LARGE_MAILS = textwrap.dedent("""
     import asyncio, gc, sys
     from pathlib import Path
-    from ingest.mail_handoff import parse_in_turn
+    from casegate.ingest.mail.handoff import parse_in_turn
     from tests.bench.mime_parse import rss_mb
 
     async def main():

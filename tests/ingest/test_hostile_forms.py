@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from casegate.config import Settings
+from casegate.ingest.channels.form_body import parse_form
+from casegate.ingest.channels.webhook import Rejected
 
-from config import Settings
-from ingest.channels.form_body import parse_form
-from ingest.channels.webhook import Rejected
 from tests.ingest.test_web_form import FORM, ORG, post, running, web_form
 from tests.pipeline import Pipeline, mail, settings_for
 

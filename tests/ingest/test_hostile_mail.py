@@ -12,12 +12,13 @@ import random
 import time
 from pathlib import Path
 
-from config.mail import MailSettings
-from ingest.bus.local import LocalBus
-from ingest.charsets import TEXT_CODECS, form_codec, text_codec
-from ingest.envelope import Envelope, decode
-from ingest.mime import MAX_ATTACHMENTS, parse_mail
-from store.models import Attachment
+from casegate.config.mail import MailSettings
+from casegate.ingest.bus.local import LocalBus
+from casegate.ingest.envelope import Envelope, decode
+from casegate.ingest.mail.charsets import TEXT_CODECS, form_codec, text_codec
+from casegate.ingest.mail.mime import MAX_ATTACHMENTS, parse_mail
+from casegate.store.models import Attachment
+
 from tests.ingest.test_web_form import running
 from tests.pipeline import Pipeline, settings_for
 

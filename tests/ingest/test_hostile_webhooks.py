@@ -18,12 +18,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from casegate.ingest.bus.dead_letters import list_dead_letters
+from casegate.ingest.channels.x_activity import crc_response_token
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]  # no py.typed
 
-from ingest.channels.x_activity import crc_response_token
-from ingest.dead_letters import list_dead_letters
 from tests.ingest import test_chat, test_cti, test_meta, test_telegram, test_twilio, test_web_form, test_x
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from casegate.config import ConfigError, MailboxSettings, Settings, load_settings
+from casegate.ingest.bus.publisher import Publisher
+from casegate.ingest.channels.imap import MailboxWatcher
+from casegate.ingest.channels.imap_state import ImapState, read_statuses, state_path
+from casegate.ingest.envelope import Envelope
 
-from config import ConfigError, MailboxSettings, Settings, load_settings
-from ingest.channels.imap import MailboxWatcher
-from ingest.channels.imap_state import ImapState, read_statuses, state_path
-from ingest.envelope import Envelope
-from ingest.publisher import Publisher
 from tests.dovecot import Dovecot, start_dovecot
 from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
 

@@ -40,7 +40,7 @@ def test_a_malformed_http_request_is_logged_at_info_as_the_clients_error(proc: P
 
 LOGS_EXCEPTIONS = textwrap.dedent("""
     import asyncio, logging
-    from ingest.log_setup import configure_logging
+    from casegate.ingest.app.log_setup import configure_logging
 
     configure_logging("info")
 

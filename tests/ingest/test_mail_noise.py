@@ -1,4 +1,4 @@
-"""ingest.mail_noise and ingest.mail_bounce: bounces, auto-replies and list mail over real formats
+"""ingest.mail.noise and ingest.mail.bounce: bounces, auto-replies and list mail over real formats
 (tests/data/noise, see its README for where each sample comes from; the legacy bounce formats of
 Mailman's corpus are tests/ingest/test_bounce_corpus.py), people's mail that must stay a case and is
 never handed to the bounce detectors, and a bounce made by a real Postfix."""
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from casegate.ingest.mail.bounce import SCAN_LIMIT, bounce_hint, failures, notice, reverse_path
+from casegate.ingest.mail.mime import parse_mail
+from casegate.ingest.mail.noise import Noise, NoiseKind, classify
 
-from ingest.mail_bounce import SCAN_LIMIT, bounce_hint, failures, notice, reverse_path
-from ingest.mail_noise import Noise, NoiseKind, classify
-from ingest.mime import parse_mail
 from tests.mta import start_postfix_relay
 from tests.services import free_port
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from casegate.ingest.bus.dead_letters import list_dead_letters, replay_dead_letters
+from casegate.ingest.bus.publisher import Publisher
+from casegate.ingest.envelope import AttachmentRef, Envelope
+from casegate.ingest.mail.handoff import HANDOFF_ERROR
+from casegate.ingest.mail.mime import MailPart
+from casegate.store import message_trace
+from casegate.store.models import Case
 
-from ingest.dead_letters import list_dead_letters, replay_dead_letters
-from ingest.envelope import AttachmentRef, Envelope
-from ingest.mail_handoff import HANDOFF_ERROR
-from ingest.mime import MailPart
-from ingest.publisher import Publisher
-from store import message_trace
-from store.models import Case
 from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
 from tests.services import Tansu
 

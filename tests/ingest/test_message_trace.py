@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from config import Settings
-from ingest.mime import parse_mail
-from store.message_ids import message_id
+from casegate.config import Settings
+from casegate.ingest.mail.mime import parse_mail
+from casegate.store.message_ids import message_id
+
 from tests.pipeline import start_pipeline
 
 # (subject, the Message-ID header line as sent, as the trace shows it, the normalised id)

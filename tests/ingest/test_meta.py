@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from casegate.config import Settings
+from casegate.store.models import Contact, ConversationEntry, ProcessedMessage
 from sqlalchemy import func, select
 
-from config import Settings
-from store.models import Contact, ConversationEntry, ProcessedMessage
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 
 SECRET = "test_app_secret"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from casegate.ingest.listeners.connection_guard import ConnectionGuard, http_refusal
+from casegate.ingest.listeners.http import HttpListener, count_responses
 
-from ingest.connection_guard import ConnectionGuard, http_refusal
-from ingest.http_listener import HttpListener, count_responses
 from tests.ingest.test_chat import channels, message, signed
 from tests.pipeline import mail, settings_for, start_pipeline
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from ingest.mime import message_ids, parse_mail
+from casegate.ingest.mail.mime import message_ids, parse_mail
 
 
 def test_fields_threading_headers_bodies_and_attachments() -> None:

@@ -11,13 +11,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from casegate.ingest.envelope import AttachmentRef
+from casegate.ingest.mail.handoff import mail_to_envelope
+from casegate.ingest.mail.mime import MAX_BODY_CHARS, MAX_HEADERS_TEXT, MailPart, ParsedMail, parse_mail
+from casegate.ingest.mail.text import MAX_FILENAME_BYTES, decode_text, safe_filename
+from casegate.store.models import ProcessedMessage
 from sqlalchemy import select
 
-from ingest.envelope import AttachmentRef
-from ingest.mail_handoff import mail_to_envelope
-from ingest.mail_text import MAX_FILENAME_BYTES, decode_text, safe_filename
-from ingest.mime import MAX_BODY_CHARS, MAX_HEADERS_TEXT, MailPart, ParsedMail, parse_mail
-from store.models import ProcessedMessage
 from tests.pipeline import Pipeline, mail
 
 CPYTHON_DATA = Path("/usr/lib/python3.11/test/test_email/data")  # Debian: libpython3.11-testsuite

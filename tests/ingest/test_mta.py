@@ -14,11 +14,11 @@ from typing import Any
 
 import aiosmtplib
 import trustme
+from casegate.config import Settings
+from casegate.ingest.bus.blobs import PACK_SCHEMA
+from casegate.store import message_trace
+from casegate.store.models import Outbox
 
-from config import Settings
-from ingest.blobs import PACK_SCHEMA
-from store import message_trace
-from store.models import Outbox
 from tests.mta import PostfixRelay, Swaks
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 from tests.services import free_port, service_missing

@@ -13,10 +13,10 @@ import aiosmtplib
 import pytest
 import trustme
 from aiosmtpd.smtp import SMTP
+from casegate.ingest.channels.smtp import CasegateSMTP
+from casegate.ingest.mail.handoff import PARSE_IN_THREAD
+from casegate.store.models import Attachment
 
-from ingest.channels.smtp import CasegateSMTP
-from ingest.mail_handoff import PARSE_IN_THREAD
-from store.models import Attachment
 from tests.ingest.test_hostile_mail import envelope_of
 from tests.pipeline import mail, settings_for, start_pipeline
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from casegate.config import Settings
+from casegate.store.models import Contact, ContactHandle, ConversationEntry, ProcessedMessage
 
-from config import Settings
-from store.models import Contact, ContactHandle, ConversationEntry, ProcessedMessage
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 
 SECRET = "s3cr3t_Token-for-the-bot"

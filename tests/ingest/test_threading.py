@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import base64
 
-from ingest.daemon import thread_secret
-from store.thread_token import find_case_id, make_token
+from casegate.ingest.app.daemon import thread_secret
+from casegate.store.thread_token import find_case_id, make_token
+
 from tests.pipeline import Pipeline, mail
 
 CONVERSATION = base64.b64decode("AdnHG4mOxRfZk2A6TqyVjC2+lw4XwA==")

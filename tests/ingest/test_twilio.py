@@ -20,14 +20,20 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 import pytest
 from aiohttp import web
+from casegate.config import Settings
+from casegate.ingest.channels.media_fetch import HttpMediaFetcher, MediaFetchError
+from casegate.ingest.channels.twilio_messaging import (
+    form_params,
+    phone_number,
+    signature_valid,
+    twilio_signature,
+    url_variants,
+)
+from casegate.ingest.channels.webhook import e164
+from casegate.store.models import Contact
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]  # no py.typed
 
-from config import Settings
-from ingest.channels.media_fetch import HttpMediaFetcher, MediaFetchError
-from ingest.channels.twilio_messaging import form_params, phone_number, signature_valid, twilio_signature, url_variants
-from ingest.channels.webhook import e164
-from store.models import Contact
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 
 TOKEN = "0123456789abcdef0123456789abcdef"

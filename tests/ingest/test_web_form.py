@@ -17,11 +17,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from casegate.config import Settings
+from casegate.ingest.app.daemon import StartupError
+from casegate.ingest.channels.web_form import RateLimiter, redirect_target
+from casegate.store.models import Case, PendingMessage, ProcessedMessage
 
-from config import Settings
-from ingest.channels.web_form import RateLimiter, redirect_target
-from ingest.daemon import StartupError
-from store.models import Case, PendingMessage, ProcessedMessage
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 
 ORG = "00D5g000004XyZ1"

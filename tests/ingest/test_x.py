@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from casegate.config import Settings
+from casegate.ingest.channels.x_activity import crc_response_token
+from casegate.store.models import Contact, ContactHandle, ConversationEntry, ProcessedMessage
 
-from config import Settings
-from ingest.channels.x_activity import crc_response_token
-from store.models import Contact, ContactHandle, ConversationEntry, ProcessedMessage
 from tests.pipeline import Pipeline, settings_for, start_pipeline
 
 SECRET = "z3ZX4v7mAAUGykl3EcmkqbartmuW8VFOOzCloLx9Q45P0hLrFu"

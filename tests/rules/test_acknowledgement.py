@@ -8,9 +8,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-
-from config import LoopSettings
-from rules.acknowledgement import (
+from casegate.config import LoopSettings
+from casegate.rules.acknowledgement import (
     ACKNOWLEDGEMENT,
     CHAIN,
     NOTICE,
@@ -25,8 +24,8 @@ from rules.acknowledgement import (
     routing_address,
     send,
 )
-from rules.decision import Decision, Rule, run
-from rules.loops import Acknowledgements
+from casegate.rules.decision import Decision, Rule, run
+from casegate.rules.loops import Acknowledgements
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 LOOPS = LoopSettings(acknowledgements_per_address=3, acknowledgement_window_minutes=60)

@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
-from config import AssignmentEntry
-from rules.assignment import (
+from casegate.config import AssignmentEntry
+from casegate.rules.assignment import (
     CHAIN,
     Assignment,
     CaseFacts,
@@ -22,7 +21,7 @@ from rules.assignment import (
     matches,
     source_owner,
 )
-from rules.decision import Decision, Rule, run
+from casegate.rules.decision import Decision, Rule, run
 
 FACTS = CaseFacts(origin="Email", recipient="support@example.com", subject="Refund for invoice 42",
                   description="Please send the money back.\nOrder 1234", priority="High", account="Acme Corp")

@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from rules.closed_case import (
+from casegate.rules.closed_case import (
     CHAIN,
     KEEP,
     NEW_CASE,
@@ -21,7 +20,7 @@ from rules.closed_case import (
     reopen,
     reopen_within_days,
 )
-from rules.decision import Decision, Rule, run
+from casegate.rules.decision import Decision, Rule, run
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

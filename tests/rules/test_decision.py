@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
 import pytest
-
-from rules import acknowledgement, assignment, closed_case, opening
-from rules.decision import Chain, Decision, Rule, Verdict, miss, run, span
+from casegate.rules import acknowledgement, assignment, closed_case, opening
+from casegate.rules.decision import Chain, Decision, Rule, Verdict, miss, run, span
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 
@@ -91,4 +90,4 @@ def test_every_chain_has_unique_dotted_names(module: ModuleType) -> None:
     names = [name for name, _ in module.CHAIN]
     assert len(set(names)) == len(names)
     assert all(name.count(".") == 1 for name in names)
-    assert names[0].startswith(module.__name__.removeprefix("rules.") + ".")
+    assert names[0].startswith(module.__name__.removeprefix("casegate.rules.") + ".")

@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from rules.lifecycle import (
+from casegate.rules.lifecycle import (
     CLOSED_STATUSES,
     DEFAULT_STATUS,
     OPEN_STATUSES,

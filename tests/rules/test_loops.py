@@ -7,10 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from config import LoopSettings
-from rules.decision import Decision
-from rules.loops import (
+from casegate.config import LoopSettings
+from casegate.rules.decision import Decision
+from casegate.rules.loops import (
     SUPPRESS,
     WITHHOLD,
     Acknowledgements,

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from config import LoopSettings
-from rules.decision import Decision, run
-from rules.loops import Flood
-from rules.opening import CHAIN, OPEN, SUPPRESS, NewMail, automatic_mail, open_case
+from casegate.config import LoopSettings
+from casegate.rules.decision import Decision, run
+from casegate.rules.loops import Flood
+from casegate.rules.opening import CHAIN, OPEN, SUPPRESS, NewMail, automatic_mail, open_case
 
 AT = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 LOOPS = LoopSettings(max_per_sender_subject=1, window_seconds=60)

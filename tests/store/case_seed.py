@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from config import RoutingAddress, RulesSettings
-from store.case_policy import CasePolicy
-from store.case_service import CaseService
-from store.database import Database
-from store.inbound import InboundMessage
-from store.owners import ensure_owners
+from casegate.config import RoutingAddress, RulesSettings
+from casegate.store.case_policy import CasePolicy
+from casegate.store.case_service import CaseService
+from casegate.store.database import Database
+from casegate.store.inbound import InboundMessage
+from casegate.store.owners import ensure_owners
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 ROUTING = {

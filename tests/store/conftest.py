@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from store.database import Database
-from store.migrate import upgrade
+from casegate.store.database import Database
+from casegate.store.migrate import upgrade
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from casegate.config import AssignmentEntry, RoutingAddress, RulesSettings
+from casegate.store.case_policy import CasePolicy
+from casegate.store.case_service import CaseService
+from casegate.store.channel_policy import ChannelPolicy
+from casegate.store.database import Database
+from casegate.store.inbound import InboundMessage
+from casegate.store.owners import ensure_owners
 
-from config import AssignmentEntry, RoutingAddress, RulesSettings
-from store.case_policy import CasePolicy
-from store.case_service import CaseService
-from store.channel_policy import ChannelPolicy
-from store.database import Database
-from store.inbound import InboundMessage
-from store.owners import ensure_owners
 from tests.store.test_case_service import SECRET, T0, Store, msg
 
 ROUTING = {

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import timedelta, timezone
 
 import pytest
+from casegate.store.case_queries import CaseFilter, OwnerNotFound, _listing, find_cases
+from casegate.store.database import Database
+from casegate.store.models import Case
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store.case_queries import CaseFilter, OwnerNotFound, _listing, find_cases
-from store.database import Database
-from store.models import Case
 from tests.store.case_seed import T0, Seed, seed_cases
 
 MINUTE = timedelta(minutes=1)

@@ -13,18 +13,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from casegate.config import AssignmentEntry, RoutingAddress, RulesSettings
+from casegate.store.case_policy import CasePolicy
+from casegate.store.case_queries import count_cases, show_case
+from casegate.store.case_service import CaseService
+from casegate.store.database import Database
+from casegate.store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
+from casegate.store.inbound import InboundMessage, Outcome
+from casegate.store.models import Account, Contact, Counter, EmailMessage, ProcessedMessage
+from casegate.store.owners import ensure_owners
+from casegate.store.thread_token import make_token
 from sqlalchemy import event, func, select
-
-from config import AssignmentEntry, RoutingAddress, RulesSettings
-from store.case_policy import CasePolicy
-from store.case_queries import count_cases, show_case
-from store.case_service import CaseService
-from store.database import Database
-from store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
-from store.inbound import InboundMessage, Outcome
-from store.models import Account, Contact, Counter, EmailMessage, ProcessedMessage
-from store.owners import ensure_owners
-from store.thread_token import make_token
 
 SECRET = b"casegate-test-thread-secret"
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from casegate.store.case_service import _refused
+from casegate.store.database import Database
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-
-from store.case_service import _refused
-from store.database import Database
 
 
 async def _error(db: Database, sql: str) -> DBAPIError:

@@ -13,15 +13,15 @@ from email.policy import default as default_policy
 from typing import Any
 
 import pytest
+from casegate.config import LoopSettings, OutboundSettings, RoutingAddress, RulesSettings
+from casegate.store.case_policy import CasePolicy
+from casegate.store.case_service import CaseService
+from casegate.store.database import Database
+from casegate.store.inbound import InboundMessage
+from casegate.store.models import EmailMessage, Outbox, ProcessedMessage
+from casegate.store.owners import ensure_owners
 from sqlalchemy import select
 
-from config import LoopSettings, OutboundSettings, RoutingAddress, RulesSettings
-from store.case_policy import CasePolicy
-from store.case_service import CaseService
-from store.database import Database
-from store.inbound import InboundMessage
-from store.models import EmailMessage, Outbox, ProcessedMessage
-from store.owners import ensure_owners
 from tests.store.test_case_service import OWNER_REFS, SECRET, T0, Store, msg
 
 SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -10,16 +10,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from casegate.config import RulesSettings
+from casegate.store.case_policy import CasePolicy
+from casegate.store.case_service import CaseService
+from casegate.store.channel_policy import ChannelPolicy
+from casegate.store.database import Database
+from casegate.store.inbound import InboundMessage
+from casegate.store.models import Contact, ContactHandle, PendingMessage, ProcessedMessage
+from casegate.store.owners import ensure_owners
 from sqlalchemy import func, select
 
-from config import RulesSettings
-from store.case_policy import CasePolicy
-from store.case_service import CaseService
-from store.channel_policy import ChannelPolicy
-from store.database import Database
-from store.inbound import InboundMessage
-from store.models import Contact, ContactHandle, PendingMessage, ProcessedMessage
-from store.owners import ensure_owners
 from tests.store.test_case_service import OWNER_REFS, SECRET, T0, Store
 
 SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

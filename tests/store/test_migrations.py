@@ -14,17 +14,16 @@ from typing import Any, TypeVar
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from casegate.config import OutboundSettings, RoutingAddress, RulesSettings
+from casegate.store.case_policy import CasePolicy
+from casegate.store.case_service import CaseService
+from casegate.store.database import Database
+from casegate.store.inbound import InboundMessage
+from casegate.store.migrate import current_revision, downgrade, head_revision, upgrade
+from casegate.store.models import Base, Counter, EmailMessage, Outbox
+from casegate.store.owners import ensure_owners
 from sqlalchemy import Connection, inspect, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
-
-from config import OutboundSettings, RoutingAddress, RulesSettings
-from store.case_policy import CasePolicy
-from store.case_service import CaseService
-from store.database import Database
-from store.inbound import InboundMessage
-from store.migrate import current_revision, downgrade, head_revision, upgrade
-from store.models import Base, Counter, EmailMessage, Outbox
-from store.owners import ensure_owners
 
 T = TypeVar("T")
 

@@ -11,9 +11,8 @@ import errno
 from typing import Any
 
 import structlog
-
-from ingest.log_throttle import DEFAULT_INTERVAL, LogThrottle
-from ingest.metrics import ACCEPT_FAILURES
+from casegate.ingest.listeners.log_throttle import DEFAULT_INTERVAL, LogThrottle
+from casegate.ingest.metrics import ACCEPT_FAILURES
 
 log = structlog.get_logger("casegate.listener")
 

@@ -7,11 +7,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ingest.blobs import BlobStore, BlobStoreError
-from ingest.bus import Bus, BusError
-from ingest.envelope import AttachmentRef, Envelope, encode
-from ingest.metrics import ACCEPTED, HANDOFF_FAILURES, PUBLISH_SECONDS
-from ingest.mime import MailPart
+from casegate.ingest.bus import Bus, BusError
+from casegate.ingest.bus.blobs import BlobStore, BlobStoreError
+from casegate.ingest.envelope import AttachmentRef, Envelope, encode
+from casegate.ingest.mail.mime import MailPart
+from casegate.ingest.metrics import ACCEPTED, HANDOFF_FAILURES, PUBLISH_SECONDS
 
 
 @dataclass(frozen=True)

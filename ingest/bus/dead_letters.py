@@ -2,7 +2,7 @@
 inbound topic. Both read through the consumer group `casegate-dlq-replay`, so a replayed letter is
 not replayed again, and a letter that fails again comes back as a new dead letter with its new error.
 
-A mail whose hand-off failed after its raw original was stored (ingest/mail_handoff.py) is replayed by
+A mail whose hand-off failed after its raw original was stored (ingest/mail/handoff.py) is replayed by
 running that hand-off again from the raw original, with today's settings (`[mail] max_attachments`, the
 bus's limits). While the replay cannot find the raw original (a blob directory not mounted where it
 runs) the letter is put back as it is, and comes back as a dead letter to be replayed again."""
@@ -13,12 +13,11 @@ import json
 from typing import Any
 
 import structlog
-
-from config import Settings
-from ingest.blobs import BlobStore
-from ingest.bus import Consumer, Record, open_bus
-from ingest.mail_handoff import failed_hand_off_in, hand_off_again
-from ingest.publisher import Publisher
+from casegate.config import Settings
+from casegate.ingest.bus import Consumer, Record, open_bus
+from casegate.ingest.bus.blobs import BlobStore
+from casegate.ingest.bus.publisher import Publisher
+from casegate.ingest.mail.handoff import failed_hand_off_in, hand_off_again
 
 log = structlog.get_logger("casegate.dlq")
 

@@ -12,8 +12,8 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import Settings
-from ingest.connection_guard import ACCEPTS_PER_TURN, MAX_LINGERING
+from casegate.config import Settings
+from casegate.ingest.listeners.connection_guard import ACCEPTS_PER_TURN, MAX_LINGERING
 
 RESERVED = 128
 """Descriptors kept for everything but the listeners' connections: the case store and the local bus

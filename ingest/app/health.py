@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-
-from ingest.metrics import exposition
+from casegate.ingest.metrics import exposition
 
 Check = Callable[[], Awaitable[None]]
 Report = Callable[[], tuple[bool, Any]]

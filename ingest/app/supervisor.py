@@ -2,13 +2,13 @@
 (one process is capped by one GIL).
 
 It runs `[run] processes` ingest processes ("auto": one per CPU it may use) and one worker process,
-each `python -m ingest.supervised` (ingest/supervised.py) with the same config file and `CASEGATE_*`
+each `python -m casegate.ingest.app.supervised` (ingest/app/supervised.py) with the same config file and `CASEGATE_*`
 environment plus a few overrides of its own:
 - ingest processes share the SMTP and HTTP ports (SO_REUSEPORT: the kernel spreads connections over
   them; a port set to 0 is chosen once here); only `ingest-1` fetches the IMAP mailboxes;
 - the worker listens on neither port (it would take a share of the webhook connections);
 - each process's admin listener is on an ephemeral loopback port, which it reports back on a pipe once
-  its listeners are up. The configured `[admin]` port is the supervisor's (ingest/supervisor_admin.py):
+  its listeners are up. The configured `[admin]` port is the supervisor's (ingest/app/supervisor_admin.py):
   one address for probes and scraping, readiness and metrics of every process;
 - none migrates the case store: the supervisor has, once, before starting them. It also makes the
   shared SQLite files (bus log, blob pack) first, so processes starting together do not race to create
@@ -38,16 +38,15 @@ import sys
 import time
 
 import structlog
-
-from config import Settings
-from ingest.blobs import BlobStore, BlobStoreError
-from ingest.bus.base import BusUnavailable
-from ingest.bus.local import LocalBus
-from ingest.connection_guard import ConnectionGuard, http_refusal
-from ingest.daemon import StartupError, open_store
-from ingest.http_listener import HttpListener
-from ingest.sqlite_writer import WriterError
-from ingest.supervisor_admin import ProcessState, SupervisorAdmin, SupervisorMetrics
+from casegate.config import Settings
+from casegate.ingest.app.daemon import StartupError, open_store
+from casegate.ingest.app.supervisor_admin import ProcessState, SupervisorAdmin, SupervisorMetrics
+from casegate.ingest.bus.base import BusUnavailable
+from casegate.ingest.bus.blobs import BlobStore, BlobStoreError
+from casegate.ingest.bus.local import LocalBus
+from casegate.ingest.bus.sqlite_writer import WriterError
+from casegate.ingest.listeners.connection_guard import ConnectionGuard, http_refusal
+from casegate.ingest.listeners.http import HttpListener
 
 log = structlog.get_logger("casegate.supervisor")
 
@@ -258,7 +257,7 @@ class Supervisor:
 
     def _plan(self) -> list[Child]:
         s = self.settings
-        base = [sys.executable, "-m", "ingest.supervised", "--parent", str(os.getpid())]
+        base = [sys.executable, "-m", "casegate.ingest.app.supervised", "--parent", str(os.getpid())]
         if self.config_path:
             base += ["--config", self.config_path]
         common = {"CASEGATE_STORE__AUTO_MIGRATE": "false"}

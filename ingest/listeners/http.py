@@ -1,6 +1,6 @@
 """The daemon's HTTP listeners — the public webhook port and the admin port — each an asyncio server of
 its own around an aiohttp application, rather than aiohttp's TCPSite, so that every connection goes
-through the listener's ConnectionGuard (503 at once over its caps, ingest/connection_guard.py) and
+through the listener's ConnectionGuard (503 at once over its caps, ingest/listeners/connection_guard.py) and
 has to send complete request headers within `header_timeout`: counted from connecting, and on a
 kept-alive connection from the first byte of its next request; a client that has not is disconnected
 (a slow-headers client otherwise holds its connection, and a descriptor, for ever). An application
@@ -17,10 +17,14 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
-
-from ingest.connection_guard import ACCEPTS_PER_TURN, ConnectionGuard, GuardedConnection, deepen_backlog
-from ingest.log_throttle import LogThrottle
-from ingest.metrics import HEADER_TIMEOUTS, HTTP_RESPONSES
+from casegate.ingest.listeners.connection_guard import (
+    ACCEPTS_PER_TURN,
+    ConnectionGuard,
+    GuardedConnection,
+    deepen_backlog,
+)
+from casegate.ingest.listeners.log_throttle import LogThrottle
+from casegate.ingest.metrics import HEADER_TIMEOUTS, HTTP_RESPONSES
 
 log = structlog.get_logger("casegate.http")
 

@@ -9,7 +9,7 @@ failed hand-off instead (what is known of the mail, its raw blob's sha256 and th
 topic with the error (and in the message trace). `casegate dlq replay` runs the hand-off again from
 the raw original (`hand_off_again`) with the settings of the day, so a fix plus a replay makes the case.
 
-After a large message the C heap's free memory is given back to the system (ingest/heap_release.py):
+After a large message the C heap's free memory is given back to the system (ingest/mail/heap_release.py):
 once in the parser's thread as the parse ends, and once more shortly after the hand-off, when the
 channel has dropped the message too. Without that glibc kept tens of MB per large mail."""
 
@@ -20,14 +20,13 @@ import contextlib
 import weakref
 
 import structlog
-
-from ingest.blobs import BlobStoreError
-from ingest.bus import BusUnavailable
-from ingest.envelope import AttachmentRef, Envelope, Sender, decode
-from ingest.heap_release import release_free_memory, release_soon
-from ingest.mail_noise import Noise, classify
-from ingest.mime import MAX_ATTACHMENTS, ParsedMail, parse_mail
-from ingest.publisher import Publisher
+from casegate.ingest.bus import BusUnavailable
+from casegate.ingest.bus.blobs import BlobStoreError
+from casegate.ingest.bus.publisher import Publisher
+from casegate.ingest.envelope import AttachmentRef, Envelope, Sender, decode
+from casegate.ingest.mail.heap_release import release_free_memory, release_soon
+from casegate.ingest.mail.mime import MAX_ATTACHMENTS, ParsedMail, parse_mail
+from casegate.ingest.mail.noise import Noise, classify
 
 log = structlog.get_logger("casegate.mail")
 

@@ -5,7 +5,7 @@ A temporary failure (database down) retries the same batch with back-off and com
 permanent failure is narrowed to the message(s) that cause it, which go to the dead-letter topic
 with the error; the rest of the batch goes on. An offset is committed only after every record of
 the batch is either in the case store or in the dead-letter topic. A mail whose hand-off failed after
-its raw original was stored (ingest/mail_handoff.py) arrives marked so, and is dead-lettered with its error.
+its raw original was stored (ingest/mail/handoff.py) arrives marked so, and is dead-lettered with its error.
 """
 
 from __future__ import annotations
@@ -20,17 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-
-from config import WorkerSettings
-from ingest.blobs import BlobStore
-from ingest.bus import Bus, BusError, Consumer, Record
-from ingest.envelope import Entry, Envelope, EnvelopeError, decode
-from ingest.mail_handoff import HANDOFF_ERROR
-from ingest.metrics import WORKER_BATCH_SECONDS, WORKER_DEAD_LETTERED, WORKER_MESSAGES, WORKER_RETRIES
-from ingest.mime import message_id, message_ids
-from store.case_service import CaseService
-from store.errors import PermanentStoreError, TemporaryStoreError
-from store.inbound import InboundAttachment, InboundMessage, Outcome
+from casegate.config import WorkerSettings
+from casegate.ingest.bus import Bus, BusError, Consumer, Record
+from casegate.ingest.bus.blobs import BlobStore
+from casegate.ingest.envelope import Entry, Envelope, EnvelopeError, decode
+from casegate.ingest.mail.handoff import HANDOFF_ERROR
+from casegate.ingest.mail.mime import message_id, message_ids
+from casegate.ingest.metrics import WORKER_BATCH_SECONDS, WORKER_DEAD_LETTERED, WORKER_MESSAGES, WORKER_RETRIES
+from casegate.store.case_service import CaseService
+from casegate.store.errors import PermanentStoreError, TemporaryStoreError
+from casegate.store.inbound import InboundAttachment, InboundMessage, Outcome
 
 log = structlog.get_logger("casegate.worker")
 

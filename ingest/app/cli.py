@@ -15,18 +15,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from config import ConfigError, Settings, load_settings
-from config.case_values import CLOSED_STATUSES, OPEN_STATUSES
-from ingest.channels.imap_status import print_mailbox_status
-from ingest.daemon import DATA_DIR_HINT, ROLES, Daemon, StartupError, open_store
-from ingest.dead_letters import list_dead_letters, replay_dead_letters
-from ingest.log_setup import configure_logging
-from ingest.terminal_text import dumps, printable
-from store import message_trace
-from store.case_queries import CaseFilter, CasePage, OwnerNotFound, find_cases, show_case
-from store.database import Database
-from store.errors import CaseNotFound
-from store.migrate import MigrationError, StoreLocationError, migrate_store, store_name
+from casegate.config import ConfigError, Settings, load_settings
+from casegate.config.case_values import CLOSED_STATUSES, OPEN_STATUSES
+from casegate.ingest.app.daemon import DATA_DIR_HINT, ROLES, Daemon, StartupError, open_store
+from casegate.ingest.app.log_setup import configure_logging
+from casegate.ingest.bus.dead_letters import list_dead_letters, replay_dead_letters
+from casegate.ingest.channels.imap_status import print_mailbox_status
+from casegate.ingest.terminal_text import dumps, printable
+from casegate.store import message_trace
+from casegate.store.case_queries import CaseFilter, CasePage, OwnerNotFound, find_cases, show_case
+from casegate.store.database import Database
+from casegate.store.errors import CaseNotFound
+from casegate.store.migrate import MigrationError, StoreLocationError, migrate_store, store_name
 
 EXIT_USAGE = 2
 ALL_STATUSES = (*OPEN_STATUSES, *CLOSED_STATUSES)
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         if args.role is None:
-            from ingest.supervisor import Supervisor
+            from casegate.ingest.app.supervisor import Supervisor
 
             return await Supervisor(settings, args.config).run()
         await Daemon(settings, args.role).serve()

@@ -16,11 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
 import structlog
-
-from config import OutboundSettings
-from ingest.metrics import OUTBOUND_MAIL
-from store.database import Database
-from store.outbox import OutgoingMail, claim_due, mark_failed, mark_retry, mark_sent
+from casegate.config import OutboundSettings
+from casegate.ingest.metrics import OUTBOUND_MAIL
+from casegate.store.database import Database
+from casegate.store.outbox import OutgoingMail, claim_due, mark_failed, mark_retry, mark_sent
 
 log = structlog.get_logger("casegate.outbox")
 

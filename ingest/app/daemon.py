@@ -6,8 +6,8 @@ Roles: `ingest` (channels → bus), `worker` (bus → case store); `all` runs bo
 Listeners: SMTP (ingest role), the public HTTP port (`/healthz`; webhooks in the ingest role, the
 routes that read the case store, such as the CTI screen pop, in every role) and the admin port
 (`/healthz`, `/readyz`, `/metrics`; started last, so a ready answer means every listener is up). Each
-has a cap on open connections fitted into the open-file limit at start (ingest/descriptor_budget.py),
-and accept() failures are logged once per interval (ingest/accept_errors.py).
+has a cap on open connections fitted into the open-file limit at start (ingest/listeners/descriptor_budget.py),
+and accept() failures are logged once per interval (ingest/listeners/accept_errors.py).
 """
 
 from __future__ import annotations
@@ -20,29 +20,33 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import structlog
-
-from config import Settings
-from ingest.accept_errors import AcceptErrorLog
-from ingest.blobs import BlobStore
-from ingest.bus import Bus, open_bus
-from ingest.channels.imap import ImapChannel
-from ingest.channels.imap_state import state_path
-from ingest.channels.registry import mount_channels
-from ingest.channels.smtp import SmtpHandler, start_smtp
-from ingest.channels.webhook import ChannelContext
-from ingest.connection_guard import ConnectionGuard, http_refusal, smtp_refusal
-from ingest.descriptor_budget import ConnectionCaps, DescriptorBudgetError, plan_caps, raise_descriptor_limit
-from ingest.health import Check, admin_app, public_app
-from ingest.http_listener import HttpListener, count_responses
-from ingest.outbox_sender import OutboxSender
-from ingest.publisher import Publisher
-from ingest.worker import Worker
-from store.case_policy import CasePolicy
-from store.case_service import CaseService
-from store.channel_policy import channel_policies
-from store.database import Database
-from store.migrate import current_revision, head_revision, known_revision, sqlite_file, store_name, upgrade
-from store.owners import ensure_owners
+from casegate.config import Settings
+from casegate.ingest.app.health import Check, admin_app, public_app
+from casegate.ingest.bus import Bus, open_bus
+from casegate.ingest.bus.blobs import BlobStore
+from casegate.ingest.bus.publisher import Publisher
+from casegate.ingest.channels.imap import ImapChannel
+from casegate.ingest.channels.imap_state import state_path
+from casegate.ingest.channels.registry import mount_channels
+from casegate.ingest.channels.smtp import SmtpHandler, start_smtp
+from casegate.ingest.channels.webhook import ChannelContext
+from casegate.ingest.listeners.accept_errors import AcceptErrorLog
+from casegate.ingest.listeners.connection_guard import ConnectionGuard, http_refusal, smtp_refusal
+from casegate.ingest.listeners.descriptor_budget import (
+    ConnectionCaps,
+    DescriptorBudgetError,
+    plan_caps,
+    raise_descriptor_limit,
+)
+from casegate.ingest.listeners.http import HttpListener, count_responses
+from casegate.ingest.worker.consumer import Worker
+from casegate.ingest.worker.outbox import OutboxSender
+from casegate.store.case_policy import CasePolicy
+from casegate.store.case_service import CaseService
+from casegate.store.channel_policy import channel_policies
+from casegate.store.database import Database
+from casegate.store.migrate import current_revision, head_revision, known_revision, sqlite_file, store_name, upgrade
+from casegate.store.owners import ensure_owners
 
 log = structlog.get_logger("casegate.daemon")
 T = TypeVar("T")

@@ -1,7 +1,7 @@
 """Telling automatic mail from people's mail (pure, no I/O): bounces (delivery status notifications),
 auto-replies (vacation/out-of-office, ticket-system acknowledgements, read receipts) and mailing-list
 traffic. `classify` returns what the message is and which header or value decided, or None for mail a
-person wrote. Reading a bounce (who failed, for good or not, which mail bounced) is `ingest.mail_bounce`.
+person wrote. Reading a bounce (who failed, for good or not, which mail bounced) is `ingest.mail.bounce`.
 
 The envelope sender is taken as aiosmtpd gives it: the null reverse-path `MAIL FROM:<>` arrives as
 `<>` and is read as the null path, like "".
@@ -57,7 +57,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ingest.mail_bounce import (
+from casegate.ingest.mail.bounce import (
     DAEMONS,
     Dsn,
     bounce_hint,
@@ -71,7 +71,7 @@ from ingest.mail_bounce import (
     reverse_path,
     unique,
 )
-from ingest.mime import ParsedMail
+from casegate.ingest.mail.mime import ParsedMail
 
 NoiseKind = Literal["auto-reply", "bounce", "list"]
 

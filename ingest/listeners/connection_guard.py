@@ -7,7 +7,7 @@ the listener's `ConnectionGuard` for a `Slot`; admitted, it builds the real prot
 session, aiohttp's request handler) and forwards every transport event to it; refused, it writes the
 refusal, half-closes and closes shortly after (a lingering close, so the client reads the refusal
 instead of a reset), without ever building the real protocol. A slot is held until the connection is
-lost, so the caps bound the descriptors the listeners can take (ingest/descriptor_budget.py sizes
+lost, so the caps bound the descriptors the listeners can take (ingest/listeners/descriptor_budget.py sizes
 them from the open-file limit)."""
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-
-from ingest.log_throttle import LogThrottle
-from ingest.metrics import CONNECTIONS_LIMIT, CONNECTIONS_OPEN, CONNECTIONS_REFUSED
+from casegate.ingest.listeners.log_throttle import LogThrottle
+from casegate.ingest.metrics import CONNECTIONS_LIMIT, CONNECTIONS_OPEN, CONNECTIONS_REFUSED
 
 log = structlog.get_logger("casegate.connections")
 
@@ -35,7 +34,7 @@ descriptors of refused connections come out of the reserve, so they must stay fe
 
 ACCEPTS_PER_TURN = 64
 """Connections asyncio accepts in one loop turn (its `backlog` argument), each holding a descriptor
-before the guard can refuse it: part of the reserve (ingest/descriptor_budget.py)."""
+before the guard can refuse it: part of the reserve (ingest/listeners/descriptor_budget.py)."""
 LISTEN_BACKLOG = 1024
 """The kernel's queue of connections waiting for accept() (capped by net.core.somaxconn): deep, so a
 burst of connections is queued and answered instead of its SYNs being dropped and retried seconds later."""

@@ -1,6 +1,6 @@
 """Giving the C heap's free memory back to the operating system after a large mail.
 
-Parsing a large mail allocates about twice its size (ingest/mail_handoff.py). CPython frees those
+Parsing a large mail allocates about twice its size (ingest/mail/handoff.py). CPython frees those
 blocks to the C library, but glibc keeps free memory in its arenas (a worker thread's arena above
 all) instead of returning it, so the daemon's RSS stays up by that much after the mail is gone.
 glibc's `malloc_trim(0)` returns every whole free page of every arena (a few milliseconds).

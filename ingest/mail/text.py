@@ -2,7 +2,7 @@
 or wrongly, and attachment file names a sender chose.
 
 `decode_text` never raises, and costs time linear in its input. Only the real text charsets of
-`ingest.charsets` are decoded as declared; any other label — unknown (`unknown-8bit`, `x-unknown`, a typo)
+`ingest.mail.charsets` are decoded as declared; any other label — unknown (`unknown-8bit`, `x-unknown`, a typo)
 or a codec that is no charset (`base64`, `zlib`, `idna`, `punycode`, whose decoding is quadratic) — is
 an unknown charset, read as UTF-8; text that is not what its UTF-8 or ASCII label says is read as UTF-8 if
 it looks like UTF-8 (a few bad bytes replaced), else as Windows-1252 (what "Latin-1" mail really is), else
@@ -15,7 +15,7 @@ import email.utils
 import re
 import unicodedata
 
-from ingest.charsets import text_codec
+from casegate.ingest.mail.charsets import text_codec
 
 MAX_FILENAME_BYTES = 255
 """UTF-8 bytes of a file name: what file systems (and Salesforce ContentVersion.Title) take."""

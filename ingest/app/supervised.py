@@ -1,4 +1,4 @@
-"""One process under the supervisor (ingest/supervisor.py): `python -m ingest.supervised --role ingest
+"""One process under the supervisor (ingest/app/supervisor.py): `python -m casegate.ingest.app.supervised --role ingest
 --name ingest-1 --parent PID --report-fd FD [--config FILE]`.
 
 It runs one role of the daemon as `casegate run --role …` would, with these differences:
@@ -25,10 +25,9 @@ import sys
 from collections.abc import Sequence
 
 import structlog
-
-from config import ConfigError, Settings, load_settings
-from ingest.daemon import ROLES, Daemon, StartupError
-from ingest.log_setup import configure_logging
+from casegate.config import ConfigError, Settings, load_settings
+from casegate.ingest.app.daemon import ROLES, Daemon, StartupError
+from casegate.ingest.app.log_setup import configure_logging
 
 EXIT_USAGE = 2
 _PR_SET_PDEATHSIG = 1

@@ -9,7 +9,7 @@ leaves millions of tiny files. Larger blobs are files `<root>/<sha[:2]>/<sha>`, 
 temporary name and renamed, so a crash never leaves a partial blob under its final name.
 
 With `fsync` (the default) a put returns only once the blob is on disk: the pack commits with
-`synchronous=FULL` (one fsync per group commit, see ingest/sqlite_writer.py); a file is fsynced before
+`synchronous=FULL` (one fsync per group commit, see ingest/bus/sqlite_writer.py); a file is fsynced before
 its rename and its directory after it (the rename is what makes it findable, and a directory entry is
 durable only once the directory is flushed), as is the blob root when a fan-out folder is made.
 """
@@ -23,7 +23,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from ingest.sqlite_writer import SqliteWriter, WriterError
+from casegate.ingest.bus.sqlite_writer import SqliteWriter, WriterError
 
 PACK_SCHEMA = "CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID"
 _INSERT = "INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?, ?)"

@@ -7,7 +7,7 @@ deeper than CPython's recursion limit) still yields its headers and the first te
 headers are bounded by the Salesforce EmailMessage limits, and at most `max_attachments` parts are kept;
 each cut is named in `truncated`; the raw original (kept by the caller) holds the rest. Text — bodies,
 RFC 2047 encoded words, RFC 2231 parameters (file names, charsets, boundaries) — is decoded only with the
-real text charsets of `ingest.charsets`, never with whatever codec a sender names (punycode is quadratic).
+real text charsets of `ingest.mail.charsets`, never with whatever codec a sender names (punycode is quadratic).
 The Message-ID is kept twice: as the header was written, and normalised (`store.message_ids`), so a
 malformed one (`abc@host`, `<abc@host`) is still keyed, threaded and traced.
 """
@@ -26,11 +26,11 @@ from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from ingest.charsets import text_codec
-from ingest.html_body import read_html
-from ingest.mail_text import decode_text, rfc2231_text, safe_filename
-from store.message_ids import message_id as message_id  # re-exported: the worker and the bounce reader
-from store.message_ids import message_ids as message_ids
+from casegate.ingest.mail.charsets import text_codec
+from casegate.ingest.mail.html import read_html
+from casegate.ingest.mail.text import decode_text, rfc2231_text, safe_filename
+from casegate.store.message_ids import message_id as message_id  # re-exported: the worker and the bounce reader
+from casegate.store.message_ids import message_ids as message_ids
 
 _SURROGATES = re.compile("[\udc80-\udcff]")
 THREAD_HEADERS = ("Message-ID", "In-Reply-To", "References", "Thread-Index", "Thread-Topic",
@@ -121,7 +121,7 @@ def _header_text(value: object) -> str:
 
 
 def _text_chunk(chunk: bytes | str, charset: str | None) -> tuple[bytes | str, str | None]:
-    """An encoded word as `make_header` may decode it: one in a charset of `ingest.charsets` as it is, any
+    """An encoded word as `make_header` may decode it: one in a charset of `ingest.mail.charsets` as it is, any
     other (unknown, or a codec such as punycode, idna, base64_codec) decoded tolerantly here, as UTF-8."""
     if not isinstance(chunk, bytes) or charset is None or text_codec(charset) is not None:
         return chunk, charset

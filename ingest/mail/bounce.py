@@ -33,9 +33,8 @@ from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from email.policy import compat32
 
+from casegate.ingest.mail.mime import ParsedMail, message_ids
 from flufl.bounce import all_failures
-
-from ingest.mime import ParsedMail, message_ids
 
 SCAN_LIMIT = 64 * 1024
 """Bytes of a message the detectors read: the notice and the start of the returned mail (the largest

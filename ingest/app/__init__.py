@@ -1,0 +1,1 @@
+"""The process around the flow: the daemon and its supervisor, the `casegate` command, logging, health."""
