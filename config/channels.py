@@ -238,6 +238,9 @@ class ChatChannel(ChannelBase):
 
 
 class ChannelsSettings(Section):
+    """One section per webhook channel, in the order of `config.channel_list.WEBHOOK_CHANNELS` (which
+    says what each publishes on; checked against these fields when it is imported)."""
+
     web_form: WebFormChannel = WebFormChannel()
     twilio: TwilioChannel = TwilioChannel()
     meta: MetaChannel = MetaChannel()

@@ -16,13 +16,13 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+from casegate.config.channel_list import Channel as Channel  # the envelope's channels, listed in config
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA = 2
 READABLE = (1, 2)
-Channel = Literal["email", "web", "sms", "whatsapp", "messenger", "instagram", "telegram", "x", "phone", "chat", "api"]
 
 
 class EnvelopeError(Exception):

@@ -41,7 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 LIMITS = {"picklist": 40, "comments": 4000, "handle": 255, "reason": 1000, "subject": 255, "description": 32000,
           "supplied": 80, "phone": 40, "body": 131072, "headers": 32000, "email_subject": 3000, "address": 4000,
-          "from": 1000, "message_id": 765, "message_id_header": 255, "feed": 255, "key": 320}
+          "from": 1000, "message_id": 765, "message_id_header": 255, "feed": 255, "key": 320, "rule": 80}
 
 
 def _cut(value: str | None, limit: str) -> str | None:
@@ -86,9 +86,9 @@ class BatchWriter:
     # cases ----------------------------------------------------------------------------------------
     def open_case(self, m: InboundMessage, route: RoutingAddress | None,
                   contact: ContactRef | None, parent: CaseState | None = None, *, origin: str | None = None,
-                  priority: str | None = None, why: str | None = None) -> CaseState:
+                  priority: str | None = None, why: Decision | None = None) -> CaseState:
         """A new case for `m`; `why` (the decision that opened it, e.g. a closed case's follow-up) ends
-        its CaseCreated feed entry."""
+        its CaseCreated feed entry, which records its rule."""
         case_id = new_id("Case")
         origin = origin or (route.origin if route else ORIGINS.get(m.channel, m.channel.title()))
         supplied = {k: v for k, v in m.case_fields.items() if k in CASE_FIELDS and v}
@@ -113,27 +113,30 @@ class BatchWriter:
         via = f" via {route.address}" if route else ""
         follow_up = f"; follow-up of closed case {parent.number}" if parent else ""
         because = f": {why}" if why else ""
-        self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}{follow_up}{because}")
+        self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}{follow_up}{because}",
+                      rule=why.rule if why else None)
         return CaseState(case_id, "", DEFAULT_STATUS, False, None, m.conversation_key)
 
     def new_case(self, case_id: str) -> Mapping[str, Any]:
         """The field values a case opened in this batch will be stored with (read-only)."""
         return MappingProxyType(self._cases[case_id])
 
-    def set_owner(self, case_id: str, owner_id: str, owner_ref: str, why: str) -> None:
+    def set_owner(self, case_id: str, owner_id: str, owner_ref: str, why: Decision) -> None:
+        """The owner `why` (an assignment decision) chose; the feed entry gives its reason and rule."""
         self._cases[case_id]["OwnerId"] = owner_id
-        self.add_feed(case_id, "AssignmentRule", field="OwnerId", new=owner_ref, body=why)
+        self.add_feed(case_id, "AssignmentRule", field="OwnerId", new=owner_ref, body=why.reason, rule=why.rule)
 
     def set_source(self, case_id: str, email_id: str) -> None:
         self._cases[case_id]["SourceId"] = email_id
 
-    def change_status(self, state: CaseState, change: StatusChange, reason: str) -> None:
+    def change_status(self, state: CaseState, change: StatusChange, reason: str, rule: str | None = None) -> None:
+        """Set the case's Status; the TrackedChange feed entry says `reason` and the `rule` that decided, if any."""
         old = state.status
         fields = self._case_updates.setdefault(state.id, {"Id": state.id})
         fields.update(Status=change.status, IsClosed=change.is_closed, ClosedDate=change.closed_date,
                       LastModifiedDate=self.now)
         state.status, state.is_closed, state.closed_date = change.status, change.is_closed, change.closed_date
-        self.add_feed(state.id, "TrackedChange", field="Status", old=old, new=change.status, body=reason)
+        self.add_feed(state.id, "TrackedChange", field="Status", old=old, new=change.status, body=reason, rule=rule)
 
     # messages ------------------------------------------------------------------------------------
     def add_message(self, case_id: str, m: InboundMessage, contact: ContactRef | None) -> str:
@@ -193,11 +196,13 @@ class BatchWriter:
         return entry_id
 
     def add_feed(self, case_id: str, kind: str, *, field: str | None = None, old: str | None = None,
-                 new: str | None = None, body: str | None = None, related: str | None = None) -> None:
+                 new: str | None = None, body: str | None = None, related: str | None = None,
+                 rule: str | None = None) -> None:
+        """An entry on the case's timeline; `rule`: the rule (rules/) whose decision it applies."""
         self._feed.append({
             "Id": new_id("CaseFeed"), "ParentId": case_id, "Type": kind, "Field": field,
             "OldValue": _cut(old, "feed"), "NewValue": _cut(new, "feed"), "Body": _cut(body, "description"),
-            "RelatedRecordId": related, "Seq": len(self._feed), "CreatedDate": self.now,
+            "RelatedRecordId": related, "Rule": _cut(rule, "rule"), "Seq": len(self._feed), "CreatedDate": self.now,
         })
 
     def add_ledger(self, m: InboundMessage, outcome: str, rule: str | None, case_id: str | None,
@@ -290,7 +295,7 @@ class BatchWriter:
                 "MessageKey": _cut(mail.message_id, "message_id"), "CaseId": state.id, "CreatedDate": self.now})
             queued = _cut(f"{kind.capitalize()} queued to {to}: {mail.subject}", "feed")
             self.add_feed(state.id, "EmailMessageEvent", related=email_id,
-                          body=f"{queued}; {why}" if why else queued)
+                          body=f"{queued}; {why}" if why else queued, rule=why.rule if why else None)
 
     def _update_cases(self) -> None:
         """One executemany per shape of change (rows must share their columns)."""

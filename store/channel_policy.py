@@ -1,21 +1,24 @@
 """How the case service treats messages that are not emails, per configured channel section: the
 Origin, Priority and owner of the cases they open, how long one conversation stays on one case, what
-a message after the case closed does, and (web form) how many cases a day may open."""
+a message after the case closed does, and (web form) how many cases a day may open. The defaults per
+envelope channel come from the one list of channels (`config.channel_list`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import get_args
 
-from casegate.config import Settings
-from casegate.config.channels import ChannelBase, WebFormChannel
+from casegate.config import Settings, channel_list
+from casegate.config.channels import CaseFieldName, ChannelBase, WebFormChannel
 
-ORIGINS = {"web": "Web", "sms": "SMS", "whatsapp": "WhatsApp", "messenger": "Messenger",
-           "instagram": "Instagram", "telegram": "Telegram", "x": "X", "phone": "Phone", "chat": "Chat",
-           "api": "Web", "email": "Email"}
-SECTION_OF_CHANNEL = {"web": "web_form", "sms": "twilio", "whatsapp": "meta", "messenger": "meta",
-                      "instagram": "meta", "telegram": "telegram", "x": "x", "phone": "cti", "chat": "chat"}
-CASE_FIELDS = ("Type", "Reason", "Priority", "Language", "SuppliedCompany", "Comments")
+ORIGINS: Mapping[str, str] = channel_list.ORIGINS
+"""Envelope channel → the Case Origin of its cases, unless the section or routing address sets one."""
+SECTION_OF_CHANNEL: Mapping[str, str] = MappingProxyType(
+    {row.value: row.section for row in channel_list.ENVELOPE_CHANNELS if row.section is not None})
+"""Envelope channel → the section whose policy applies when a message does not name its `source`."""
+CASE_FIELDS: tuple[str, ...] = get_args(CaseFieldName)
 """Case fields a sender may supply (the web form's type, reason, priority and mapped custom fields)."""
 SUBJECT_FROM_TEXT = 80
 

@@ -4,13 +4,13 @@ with a notice under `reject`); otherwise a new case unless `rules.opening` holds
 mail, a flood) as suppressed; the acknowledgement of a new case as `rules.acknowledgement` decides.
 
 Each decision is recorded with its rule and reason: on the message trace (the ledger's Reason), and on
-the case feed entry that applies it."""
+the case feed entry that applies it (the rule's name in `CaseFeed.Rule`)."""
 
 from __future__ import annotations
 
 from casegate.config import RoutingAddress
 from casegate.rules import acknowledgement, closed_case, opening
-from casegate.rules.decision import Verdict, run
+from casegate.rules.decision import Decision, Verdict, run
 from casegate.store.batch_writer import BatchWriter
 from casegate.store.case_matcher import CaseMatcher
 from casegate.store.case_policy import UNROUTED, CasePolicy
@@ -52,11 +52,13 @@ class EmailPlacement(Placement):
         return self.suppress(m, m.auto or "automatic", d.reason)
 
     def _thread(self, m: InboundMessage, state: CaseState, rule: str, note: str | None = None,
-                trace: str | None = None) -> Outcome:
-        """`m` on the case: `note` goes on the feed entry and (unless `trace` says more) on the trace."""
+                trace: str | None = None, decided_by: str | None = None) -> Outcome:
+        """`m` on the case: `note` goes on the feed entry and (unless `trace` says more) on the trace;
+        `decided_by`, the rule whose decision put it there (a closed case's), on the feed entry."""
         w = self.writer
         email_id = w.add_message(state.id, m, w.contact_for(m))
-        w.add_feed(state.id, "ThreadingRule", body=self.threaded_body(m, rule, note), related=email_id)
+        w.add_feed(state.id, "ThreadingRule", body=self.threaded_body(m, rule, note), related=email_id,
+                   rule=decided_by)
         w.add_ledger(m, "threaded", rule, state.id, email_id, reason=trace or note)
         self.matcher.remember(m, state)
         return Outcome(m.channel, m.external_id, "threaded", state.id, state.number, rule)
@@ -68,28 +70,31 @@ class EmailPlacement(Placement):
         d = verdict.decision
         if verdict.action == closed_case.KEEP:
             note = f"automatic mail ({m.auto}) on a closed case: not reopened"
-            return self._thread(m, state, rule, note=f"{note}; {d}", trace=f"{note}; {verdict}")
+            return self._thread(m, state, rule, note=f"{note}; {d}", trace=f"{note}; {verdict}", decided_by=d.rule)
         if verdict.action == closed_case.REJECT:
             note = "closed-case policy reject: not reopened, sender notified"
-            outcome = self._thread(m, state, rule, note=f"{note}; {d}", trace=f"{note}; {verdict}")
+            outcome = self._thread(m, state, rule, note=f"{note}; {d}", trace=f"{note}; {verdict}",
+                                   decided_by=d.rule)
             self._send(state, acknowledgement.NOTICE, route, m)
             return outcome
         if verdict.action == closed_case.REOPEN:
-            self.reopen(state, m, policy)
-            # the reopening's two feed entries keep their words (the policy is named); the trace has the reason
+            self.reopen(state, m, policy, d.rule)
+            # the reopening's two feed entries keep their words (the policy is named) and record the rule;
+            # the trace has the reason
             note = f"closed-case policy {policy}: reopened"
-            return self._thread(m, state, rule, note=note, trace=f"{note}; {verdict}")
+            return self._thread(m, state, rule, note=note, trace=f"{note}; {verdict}", decided_by=d.rule)
         note = f"closed-case policy {policy}: new case, ParentId {state.number}"
-        return self._open(m, route, parent=state, note=str(d), trace=f"{note}; {verdict}")
+        return self._open(m, route, parent=state, decision=d, trace=f"{note}; {verdict}")
 
     def _open(self, m: InboundMessage, route: RoutingAddress, parent: CaseState | None = None,
-              note: str | None = None, trace: str | None = None) -> Outcome:
-        """A new case for `m` (with `parent`, the follow-up of that closed case): `note` ends its
-        CaseCreated feed entry, and goes (unless `trace` says more) on the trace."""
+              decision: Decision | None = None, trace: str | None = None) -> Outcome:
+        """A new case for `m` (with `parent`, the follow-up of that closed case): `decision` ends its
+        CaseCreated feed entry (which records its rule), and goes (unless `trace` says more) on the trace."""
         w = self.writer
         contact = w.contact_for(m)
         routed = route is not UNROUTED
-        state = w.open_case(m, route if routed else None, contact, parent, why=note)
+        note = str(decision) if decision else None
+        state = w.open_case(m, route if routed else None, contact, parent, why=decision)
         self.assign(state.id, route.owner if routed else None, contact, via=f"routing address {route.address}")
         email_id = w.add_message(state.id, m, contact)
         w.set_source(state.id, email_id)
@@ -120,7 +125,8 @@ class EmailPlacement(Placement):
             recent=self.guard.acknowledgements(to))
         verdict = run(acknowledgement.CHAIN, facts, self.writer.now)
         if verdict.action == acknowledgement.WITHHOLD:
-            self.writer.add_feed(state.id, "OutboundMail", body=f"{kind} to {to} not sent: {verdict.decision}")
+            self.writer.add_feed(state.id, "OutboundMail", body=f"{kind} to {to} not sent: {verdict.decision}",
+                                 rule=verdict.decision.rule)
         elif verdict.action == acknowledgement.SEND and to:
             self.guard.acknowledged(to)
             self.writer.queue_mail(state, kind, route, m, make_token(self.policy.thread_secret, state.id),

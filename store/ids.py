@@ -54,6 +54,7 @@ PREFIX = {
     "Outbox": "0oX",
     "ConversationEntry": "0Mw",
     "Asset": "02i",
+    "QueueMember": "011",
 }
 OBJECT_OF_PREFIX = {p: o for o, p in PREFIX.items()}
 

@@ -85,7 +85,26 @@ class User(Base):
     Name: Mapped[str] = mapped_column(String(121))
     Email: Mapped[str] = mapped_column(String(128), unique=True)
     IsActive: Mapped[bool] = mapped_column(Boolean, default=True)
+    Role: Mapped[str] = mapped_column(String(20), default="agent", server_default="agent")
+    """What the user may do (rules/access.py): integration, agent, supervisor or admin."""
     CreatedDate: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A bearer token of a user. Only its SHA-256 is kept (a token is 256 random bits, so a fast hash
+    is as safe as a slow one); the token itself is shown once, when it is made."""
+
+    __tablename__ = "api_token"
+    TokenHash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    UserId: Mapped[str] = mapped_column(ForeignKey("user.Id"), index=True)
+    Kind: Mapped[str] = mapped_column(String(10))
+    """api (made by `casegate users token`, no expiry), access (OAuth 2.0, expires), refresh (OAuth 2.0)."""
+    Hint: Mapped[str] = mapped_column(String(12))
+    """The token's first characters, to tell tokens apart in a listing."""
+    CreatedDate: Mapped[datetime]
+    ExpiresDate: Mapped[datetime | None]
+    RevokedDate: Mapped[datetime | None]
+    LastUsedDate: Mapped[datetime | None]
 
 
 class Queue(Base):
@@ -95,6 +114,17 @@ class Queue(Base):
     Id: Mapped[str] = _id()
     Name: Mapped[str] = mapped_column(String(80), unique=True)
     Email: Mapped[str | None] = mapped_column(String(80))
+    CreatedDate: Mapped[datetime]
+
+
+class QueueMember(Base):
+    """A user's membership of a queue (Salesforce's GroupMember): an agent works the queue's cases."""
+
+    __tablename__ = "queue_member"
+    __table_args__ = (UniqueConstraint("QueueId", "UserId"),)
+    Id: Mapped[str] = _id()
+    QueueId: Mapped[str] = mapped_column(ForeignKey("queue.Id"), index=True)
+    UserId: Mapped[str] = mapped_column(ForeignKey("user.Id"), index=True)
     CreatedDate: Mapped[datetime]
 
 
@@ -264,6 +294,9 @@ class CaseFeed(Base):
     NewValue: Mapped[str | None] = mapped_column(String(255))
     Body: Mapped[str | None] = mapped_column(String(4000))
     RelatedRecordId: Mapped[str | None] = mapped_column(String(18))
+    Rule: Mapped[str | None] = mapped_column(String(80))
+    """The rule whose decision this entry applies (`closed_case.reopen_within_days`, `assignment.entries`,
+    `acknowledgement.send` ...: rules/), its reason in Body; None for an entry no rule decided."""
     Seq: Mapped[int] = mapped_column(Integer, default=0)
     """Order of entries written in the same instant."""
     CreatedDate: Mapped[datetime] = mapped_column(index=True)

@@ -2,7 +2,8 @@
 fields as stored (and saying on the feed why), keeping a message that opens nothing as suppressed, and
 judging a message to a closed case (`rules.closed_case`) and reopening it.
 
-The decisions are the rules' (`rules/`); here the facts are gathered, the decision applied and recorded."""
+The decisions are the rules' (`rules/`); here the facts are gathered, the decision applied and recorded:
+each feed entry a decision produces names its rule (`CaseFeed.Rule`)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class Placement:
             case=CaseFacts.of_case(self.writer.new_case(case_id), contact.account_name if contact else None),
             entries=tuple(rules.assignment), source_owner=owner, source=via, default_owner=rules.default_owner)
         verdict = run(assignment.CHAIN, facts, self.writer.now)
-        self.writer.set_owner(case_id, self.policy.owner_ids[verdict.action], verdict.action, verdict.decision.reason)
+        self.writer.set_owner(case_id, self.policy.owner_ids[verdict.action], verdict.action, verdict.decision)
 
     def suppress(self, m: InboundMessage, kind: str, reason: str) -> Outcome:
         """Kept on the ledger with its reason (its raw original stays in the blob store); opens nothing."""
@@ -44,9 +45,11 @@ class Placement:
                                        closed_date=as_utc(state.closed_date) if state.closed_date else None)
         return run(closed_case.CHAIN, facts, self.writer.now)
 
-    def reopen(self, state: CaseState, m: InboundMessage, policy: str) -> None:
+    def reopen(self, state: CaseState, m: InboundMessage, policy: str, rule: str) -> None:
+        """Reopen the closed case `state` as `rule` (of `rules.closed_case`) decided under `policy`."""
         change = change_status(self.policy.rules.reopen_status, state.closed_date, self.writer.now)
-        self.writer.change_status(state, change, reason=f"customer wrote again ({m.channel}); policy {policy}")
+        self.writer.change_status(state, change, reason=f"customer wrote again ({m.channel}); policy {policy}",
+                                  rule=rule)
 
     @staticmethod
     def threaded_body(m: InboundMessage, rule: str, note: str | None) -> str:

@@ -1,4 +1,5 @@
-"""The `casegate` command: run the daemon, migrate the store, look at cases and dead letters.
+"""The `casegate` command: run the daemon, migrate the store, look at cases and dead letters, manage
+API users (ingest/app/cli_users.py).
 
 Bad settings print every offending key and the reason and exit 2; no traceback reaches the user.
 Everything printed from the store, the bus or the daemon's state goes through ingest.terminal_text:
@@ -17,6 +18,7 @@ from typing import Any
 
 from casegate.config import ConfigError, Settings, load_settings
 from casegate.config.case_values import CLOSED_STATUSES, OPEN_STATUSES
+from casegate.ingest.app import cli_users
 from casegate.ingest.app.daemon import DATA_DIR_HINT, ROLES, Daemon, StartupError, open_store
 from casegate.ingest.app.log_setup import configure_logging
 from casegate.ingest.bus.dead_letters import list_dead_letters, replay_dead_letters
@@ -89,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     mst = mbx.add_parser("status", parents=[common],
                          help="each mailbox's connection, watermark, counters and last error (from the running daemon)")
     _json_option(mst)
+    cli_users.add_parsers(sub, common)
     return p
 
 
@@ -174,6 +177,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "db":
         return await _db_upgrade(settings)
+    if args.command == "users":
+        return await cli_users.run(args, settings)
     if args.command == "mailboxes":
         print_mailbox_status(settings, args.json)
         return 0

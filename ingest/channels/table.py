@@ -1,20 +1,22 @@
-"""The one table of HTTP channels: each channel's name, the envelope channels it publishes on with the
-Case Origin each opens by default, and the module that mounts it.
+"""The table of HTTP channels: the module that mounts each channel of the one list of channels
+(`config.channel_list.WEBHOOK_CHANNELS`), which says its name (config section, envelope `source`, metrics
+label) and the envelope channels it publishes on, each with its default Case Origin.
 
-`name` is the channel's config section (`[channels.<name>]`), the envelope's `source` and the label of
-its metrics. The table is checked when this module is imported: a name that is no config section, a
-config section without a channel, an envelope channel the envelope does not know, a name or module
-listed twice, or one envelope channel given two default Origins stops the daemon before it starts.
+The table is checked when this module is imported: a handler for a name the list does not have, a name
+or module listed twice, a module without `mount(app, ctx)`, or a channel of the list without a handler
+stops the daemon before it starts. (The list itself is checked against the config sections and the
+envelope's `Channel` when it is imported.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import get_args
+from types import MappingProxyType
 
 from casegate.config import Settings
-from casegate.config.channels import ChannelBase, ChannelsSettings
+from casegate.config.channel_list import ORIGINS, WEBHOOK_CHANNELS, Channel, WebhookChannel
+from casegate.config.channels import ChannelBase
 from casegate.ingest.channels import (
     chat_webhook,
     cti_events,
@@ -25,14 +27,10 @@ from casegate.ingest.channels import (
     x_activity,
 )
 from casegate.ingest.channels.base import HttpChannel
-from casegate.ingest.envelope import Channel
-
-ENVELOPE_CHANNELS: frozenset[str] = frozenset(get_args(Channel))
-SECTIONS: tuple[str, ...] = tuple(ChannelsSettings.model_fields)
 
 
 class ChannelTableError(ValueError):
-    """The table of channels contradicts itself, the config sections or the envelope."""
+    """The table of channels contradicts itself or the list of channels."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class ChannelSpec:
     name: str
     """The config section `[channels.<name>]`, the envelope's `source`, the metrics label."""
     origins: Mapping[Channel, str]
-    """Envelope channel → the Case Origin its cases get unless the section sets `origin`."""
+    """Envelope channel → the Case Origin its cases get unless the section sets `origin` (from the list)."""
     module: HttpChannel
 
     def section(self, settings: Settings) -> ChannelBase:
@@ -49,45 +47,37 @@ class ChannelSpec:
         return found
 
 
-def channel_table(specs: Iterable[ChannelSpec], sections: Iterable[str] = SECTIONS) -> dict[str, ChannelSpec]:
-    """Name → spec, in the given order; ChannelTableError naming what is unknown, missing or listed twice."""
-    table: dict[str, ChannelSpec] = {}
-    modules: dict[int, str] = {}
-    origins: dict[str, tuple[str, str]] = {}
-    known = tuple(sections)
-    for spec in specs:
-        if spec.name in table:
-            raise ChannelTableError(f"channel {spec.name!r} is listed twice")
-        if spec.name not in known:
-            raise ChannelTableError(f"channel {spec.name!r} is no config section (known: {', '.join(known)})")
-        if id(spec.module) in modules:
-            raise ChannelTableError(f"channels {modules[id(spec.module)]!r} and {spec.name!r} name the same module")
-        if not isinstance(spec.module, HttpChannel):
-            raise ChannelTableError(f"channel {spec.name!r}: its module has no mount(app, ctx)")
-        if not spec.origins:
-            raise ChannelTableError(f"channel {spec.name!r} publishes on no envelope channel")
-        for channel, origin in spec.origins.items():
-            if channel not in ENVELOPE_CHANNELS:
-                raise ChannelTableError(f"channel {spec.name!r}: unknown envelope channel {channel!r}")
-            other = origins.setdefault(channel, (spec.name, origin))
-            if other[1] != origin:
-                raise ChannelTableError(f"envelope channel {channel!r} has two default Origins: {other[1]!r} "
-                                        f"({other[0]}) and {origin!r} ({spec.name})")
-        table[spec.name] = spec
-        modules[id(spec.module)] = spec.name
-    if missing := [name for name in known if name not in table]:
-        raise ChannelTableError(f"config sections without a channel: {', '.join(missing)}")
-    return table
+def channel_table(handlers: Iterable[tuple[str, HttpChannel]],
+                  channels: Iterable[WebhookChannel] = WEBHOOK_CHANNELS) -> dict[str, ChannelSpec]:
+    """Name → spec, in the order of `channels`; ChannelTableError naming what is unknown, missing or
+    listed twice."""
+    listed = {c.name: c for c in channels}
+    modules: dict[str, HttpChannel] = {}
+    owners: dict[int, str] = {}
+    for name, module in handlers:
+        if name in modules:
+            raise ChannelTableError(f"channel {name!r} is listed twice")
+        if name not in listed:
+            raise ChannelTableError(f"channel {name!r} is not in the list of channels (known: {', '.join(listed)})")
+        if id(module) in owners:
+            raise ChannelTableError(f"channels {owners[id(module)]!r} and {name!r} name the same module")
+        if not isinstance(module, HttpChannel):
+            raise ChannelTableError(f"channel {name!r}: its module has no mount(app, ctx)")
+        modules[name] = module
+        owners[id(module)] = name
+    if missing := [name for name in listed if name not in modules]:
+        raise ChannelTableError(f"channels without a handler: {', '.join(missing)}")
+    return {name: ChannelSpec(name, MappingProxyType({c: ORIGINS[c] for c in row.publishes}), modules[name])
+            for name, row in listed.items()}
 
 
 CHANNELS = channel_table([
-    ChannelSpec("web_form", {"web": "Web"}, web_form),
-    ChannelSpec("twilio", {"sms": "SMS", "whatsapp": "WhatsApp", "phone": "Phone"}, twilio_messaging),
-    ChannelSpec("meta", {"whatsapp": "WhatsApp", "messenger": "Messenger", "instagram": "Instagram"},
-                meta_messaging),
-    ChannelSpec("telegram", {"telegram": "Telegram"}, telegram_bot),
-    ChannelSpec("x", {"x": "X"}, x_activity),
-    ChannelSpec("cti", {"phone": "Phone"}, cti_events),
-    ChannelSpec("chat", {"chat": "Chat"}, chat_webhook),
+    ("web_form", web_form),
+    ("twilio", twilio_messaging),
+    ("meta", meta_messaging),
+    ("telegram", telegram_bot),
+    ("x", x_activity),
+    ("cti", cti_events),
+    ("chat", chat_webhook),
 ])
-"""Every HTTP channel, in the order they are mounted."""
+"""Every HTTP channel, in the order of the list (the order they are mounted in)."""

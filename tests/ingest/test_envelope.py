@@ -77,6 +77,16 @@ def test_a_version_1_entry_that_is_not_json_is_refused_saying_so() -> None:
         decode(bad)
 
 
+def test_the_channel_values_on_the_wire_are_those_of_the_list_of_channels() -> None:
+    """`channel` comes from config's one list of channels; its schema is what version 1 and 2 records carry."""
+    wire = ["email", "web", "sms", "whatsapp", "messenger", "instagram", "telegram", "x", "phone", "chat", "api"]
+    assert Envelope.model_json_schema()["properties"]["channel"] == {"enum": wire, "title": "Channel",
+                                                                       "type": "string"}
+    for channel in wire:
+        env = Envelope(channel=channel, external_id="1", conversation_key="k", sender=Sender())  # type: ignore[arg-type]
+        assert json.loads(encode(env))["channel"] == channel and decode(encode(env)) == env
+
+
 @pytest.mark.parametrize("version", [0, 3, 99, None, "1", "2", True, 1.0])
 def test_unknown_schema_version_is_refused(version: object) -> None:
     with pytest.raises(UnknownSchema, match="unknown envelope schema"):

@@ -128,6 +128,8 @@ async def test_new_message_opens_a_case_with_the_salesforce_fields(store: Store)
     assert (email["MessageIdentifier"], email["FromAddress"], email["FromName"]) == (
         m.message_id, "ada@example.org", "Ada Customer")
     assert feed_kinds(case) == ["CaseCreated", "AssignmentRule", "EmailMessageEvent"]
+    # only the entry a rule decided names it: the owner (no assignment entry matched: the default owner)
+    assert [f["Rule"] for f in case["Feed"]] == [None, "assignment.default_owner", None]
 
     ledger = await store.rows(select(ProcessedMessage.Channel, ProcessedMessage.ExternalId, ProcessedMessage.Outcome,
                                      ProcessedMessage.Rule, ProcessedMessage.CaseId, ProcessedMessage.EmailMessageId))
@@ -149,7 +151,7 @@ async def test_routing_address_gives_origin_priority_type_and_owner(store: Store
     assert case["RoutingAddress"] == "vip@example.com"
     assert case["OwnerId"] == store.owners["queue:VIP"]
     [rule] = [f for f in case["Feed"] if f["Type"] == "AssignmentRule"]
-    assert (rule["Field"], rule["NewValue"]) == ("OwnerId", "queue:VIP")
+    assert (rule["Field"], rule["NewValue"], rule["Rule"]) == ("OwnerId", "queue:VIP", "assignment.source_owner")
     assert "no assignment entry matched" in rule["Body"]
 
 
@@ -352,6 +354,8 @@ async def test_reply_to_a_closed_case_reopens_it(store: Store) -> None:
     assert reopen[0]["Body"] == "customer wrote again (email); policy reopen_within_days"
     assert reopen[2]["Body"] == ("email message threaded by in-reply-to; "
                                  "closed-case policy reopen_within_days: reopened")
+    # the decision's two entries name the rule that reopened the case; the message's entry names none
+    assert [f["Rule"] for f in reopen] == ["closed_case.reopen_within_days", None, "closed_case.reopen_within_days"]
     assert reopen[0]["CreatedDate"] == t2.isoformat()
 
 
@@ -398,7 +402,7 @@ async def test_matching_assignment_entry_sets_its_queue_and_the_feed_names_it(st
     case = await store.case(out.case_number or "")
     assert case["OwnerId"] == store.owners["queue:Billing"]
     [rule] = [f for f in case["Feed"] if f["Type"] == "AssignmentRule"]
-    assert (rule["Field"], rule["NewValue"]) == ("OwnerId", "queue:Billing")
+    assert (rule["Field"], rule["NewValue"], rule["Rule"]) == ("OwnerId", "queue:Billing", "assignment.entries")
     assert rule["Body"] == "assignment rule entry 'refunds' matched"
 
 
@@ -424,7 +428,7 @@ async def test_user_owner_and_account_criterion(store: Store) -> None:
     assert case["OwnerId"] == store.owners["user:Lead@Example.com"] and case["OwnerId"].startswith("005")
     assert (case["ContactId"], case["AccountId"]) == ("003000000000000AAA", "001000000000000AAA")
     [rule] = [f for f in case["Feed"] if f["Type"] == "AssignmentRule"]
-    assert rule["Body"] == "assignment rule entry 'acme' matched"
+    assert (rule["Body"], rule["Rule"]) == ("assignment rule entry 'acme' matched", "assignment.entries")
 
 
 # -- contacts -------------------------------------------------------------------------------------
@@ -578,6 +582,9 @@ async def test_show_case_gives_messages_and_feed_in_order(store: Store) -> None:
     ]
     assert case["Feed"][-1]["Body"] == ("email message threaded by references; "
                                         "closed-case policy reopen_within_days: reopened")
+    reopening = "closed_case.reopen_within_days"  # a status set by hand, or a reply to an open case, names none
+    assert [f["Rule"] for f in case["Feed"]] == [None, "assignment.default_owner", None, None, None, None,
+                                                 reopening, None, reopening]
     assert case["Attachments"] == [] and case["CaseComments"] == []
     with pytest.raises(CaseNotFound):
         await store.case("00000001")

@@ -61,13 +61,13 @@ async def ledger(store: Store, m: InboundMessage) -> Any:
 
 
 # -- replies to closed cases --------------------------------------------------------------------
-@pytest.mark.parametrize(("to", "days", "expect"), [
-    ("always@localhost", 400, "reopened"),
-    ("support@localhost", 3, "reopened"),
-    ("support@localhost", 30, "new case"),
-    ("fresh@localhost", 0, "new case"),
+@pytest.mark.parametrize(("to", "days", "expect", "rule"), [
+    ("always@localhost", 400, "reopened", "closed_case.reopen"),
+    ("support@localhost", 3, "reopened", "closed_case.reopen_within_days"),
+    ("support@localhost", 30, "new case", "closed_case.reopen_within_days"),
+    ("fresh@localhost", 0, "new case", "closed_case.new_case"),
 ])
-async def test_closed_case_policy(mail: Store, to: str, days: int, expect: str) -> None:
+async def test_closed_case_policy(mail: Store, to: str, days: int, expect: str, rule: str) -> None:
     first = msg("Printer on fire", to=[to])
     await mail.record(first)
     closed_at = T0 + timedelta(hours=1)
@@ -79,12 +79,17 @@ async def test_closed_case_policy(mail: Store, to: str, days: int, expect: str) 
         assert (out.outcome, out.case_number, out.rule) == ("threaded", "00001000", "in-reply-to")
         assert (old["Status"], old["IsClosed"]) == ("Working", False)
         assert "reopened" in old["Feed"][-1]["Body"]
+        [reopening] = [f for f in old["Feed"] if f["Type"] == "TrackedChange" and f["NewValue"] == "Working"]
+        assert old["Feed"][-1]["Rule"] == reopening["Rule"] == rule
     else:
         assert (out.outcome, out.case_number) == ("created", "00001001")
         assert (old["Status"], old["IsClosed"]) == ("Closed", True)
         new = await mail.case("00001001")
         assert new["ParentId"] == old["Id"]
         assert "follow-up of closed case 00001000" in new["Feed"][0]["Body"]
+        assert (new["Feed"][0]["Type"], new["Feed"][0]["Rule"]) == ("CaseCreated", rule)
+        assert new["Feed"][0]["Body"].endswith(f" [{rule}]")
+        assert all(f["Rule"] is None for f in old["Feed"] if f["Type"] in ("ThreadingRule", "TrackedChange"))
         assert "ParentId 00001000" in (await ledger(mail, reply)).Reason
         # the next reply (to the new case's mail) lands on the new case, not the closed one
         [again] = await mail.record(msg("Re: Re: Printer", to=[to], in_reply_to=[reply.message_id or ""]),
@@ -104,6 +109,12 @@ async def test_reject_policy_keeps_the_mail_on_the_closed_case_and_notifies_the_
     assert reply.message_id in [e["MessageIdentifier"] for e in case["EmailMessages"]]
     kinds = [row[0].Kind for row in await outbox(mail)]
     assert kinds == ["acknowledgement", "notice"]
+    kept, notice_queued = case["Feed"][-2:]
+    assert (kept["Type"], kept["Rule"]) == ("ThreadingRule", "closed_case.reject")
+    assert kept["Body"].endswith("closed-case policy reject: not reopened, sender notified; policy reject "
+                                 "[closed_case.reject]")
+    assert (notice_queued["Type"], notice_queued["Rule"]) == ("EmailMessageEvent", "acknowledgement.send")
+    assert notice_queued["Body"].startswith("Notice queued to ada@example.org")
     notice = message_from_bytes((await outbox(mail))[1][0].Raw, policy=default_policy)
     assert "is closed" in notice.get_content() and "00001000" in notice.get_content()
 
@@ -152,6 +163,7 @@ async def test_auto_reply_to_a_case_threads_without_reopening_or_acknowledging(m
     case = await mail.case("00001000")
     assert (out2.outcome, case["Status"], case["IsClosed"]) == ("threaded", "Closed", True)
     assert "not reopened" in case["Feed"][-1]["Body"]
+    assert case["Feed"][-1]["Rule"] == "closed_case.automatic_mail"
     assert len(await outbox(mail)) == 1  # only the first mail's acknowledgement
 
 
@@ -199,8 +211,13 @@ async def test_loop_breaker_stops_opening_cases_past_the_threshold_and_keeps_the
                                 received_at=T0 + timedelta(seconds=200))
     assert [o.outcome for o in await mail.record(other, later, now=T0 + timedelta(seconds=200))] == [
         "created", "created"]
-    # and the acknowledgements to that address were rate-limited to 3 in the hour
+    # and the acknowledgements to that address were rate-limited to 3 in the hour, the feed says why
     assert len(await outbox(mail)) == 3
+    withheld = await mail.case("00001003")
+    [said] = [f for f in withheld["Feed"] if f["Type"] == "OutboundMail"]
+    assert said["Body"].startswith("acknowledgement to robot@example.org not sent: ")
+    assert said["Body"].endswith(" [loops.acknowledgement_limit]")
+    assert said["Rule"] == "loops.acknowledgement_limit"
 
 
 # -- acknowledgements ------------------------------------------------------------------------
@@ -218,6 +235,8 @@ async def test_acknowledgement_is_queued_with_the_case_number_token_and_headers(
     assert sent["Message-ID"] == ack.MessageIdentifier and sent["Message-ID"].endswith("@cases.example.net>")
     assert "00001000" in sent.get_content() and "thread::500" in sent.get_content()
     case = await mail.case("00001000")
+    [queued] = [f for f in case["Feed"] if f["Body"].startswith("Acknowledgement queued")]
+    assert (queued["Type"], queued["Rule"]) == ("EmailMessageEvent", "acknowledgement.send")
     outgoing = [e for e in case["EmailMessages"] if not e["Incoming"]]
     assert [e["MessageIdentifier"] for e in outgoing] == [ack.MessageIdentifier]
     # the customer's reply to the acknowledgement threads by its headers, and by the token alone

@@ -82,11 +82,23 @@ async def test_after_close_the_channel_policy_decides(hub: Store) -> None:
     await hub.service.change_status("00001000", "Closed", now=T0 + timedelta(hours=1))
     [reopened] = await hub.record(text("Still broken"), now=T0 + timedelta(days=2))
     assert (reopened.outcome, reopened.case_number) == ("threaded", "00001000")
-    assert (await hub.case("00001000"))["Status"] == "Working"
+    case = await hub.case("00001000")
+    assert case["Status"] == "Working"
+    change, _message, threaded = case["Feed"][-3:]
+    assert (change["Type"], change["Body"]) == ("TrackedChange",
+                                                "customer wrote again (sms); policy reopen_within_days")
+    assert (threaded["Type"], threaded["Body"]) == (
+        "ThreadingRule", "sms message threaded by conversation; closed-case policy reopen_within_days: reopened")
+    assert change["Rule"] == threaded["Rule"] == "closed_case.reopen_within_days"
     await hub.service.change_status("00001000", "Closed", now=T0 + timedelta(days=3))
     [new] = await hub.record(text("Months later"), now=T0 + timedelta(days=60))
     assert (new.outcome, new.case_number) == ("created", "00001001")
-    assert (await hub.case("00001001"))["ParentId"] == (await hub.case("00001000"))["Id"]
+    follow_up = await hub.case("00001001")
+    assert follow_up["ParentId"] == (await hub.case("00001000"))["Id"]
+    created = follow_up["Feed"][0]
+    assert (created["Type"], created["Rule"]) == ("CaseCreated", "closed_case.reopen_within_days")
+    assert created["Body"] == ("Case opened from SMS; follow-up of closed case 00001000: "
+                               "closed 57 days ago, more than 7 days [closed_case.reopen_within_days]")
 
 
 @SQLITE_ONLY

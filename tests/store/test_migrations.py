@@ -204,3 +204,23 @@ def test_0005_keeps_the_message_id_header_as_written_and_indexes_only_those_nami
     assert on_sync_connection(store_url, ledger_headers) == [("<abc@host>", "<abc@host>", None),
                                                              ("sha256:00", None, None)]
     assert on_sync_connection(store_url, schema_diff) == []
+
+
+def feed_rules(conn: Connection) -> list[tuple[str, str | None]]:
+    rows = conn.exec_driver_sql('SELECT "Type", "Rule" FROM case_feed ORDER BY "Seq"')
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_0006_records_the_deciding_rule_on_the_feed_and_older_entries_have_none(store_url: str) -> None:
+    upgrade(store_url)
+    assert asyncio.run(open_one_case(store_url)) == "00001000"
+    assert on_sync_connection(store_url, feed_rules) == [("CaseCreated", None),
+                                                         ("AssignmentRule", "assignment.default_owner"),
+                                                         ("EmailMessageEvent", None)]
+    downgrade(store_url, "0005")
+    columns = on_sync_connection(store_url, lambda c: [col["name"] for col in inspect(c).get_columns("case_feed")])
+    assert "Rule" not in columns and "Body" in columns
+    upgrade(store_url)
+    assert on_sync_connection(store_url, feed_rules) == [("CaseCreated", None), ("AssignmentRule", None),
+                                                         ("EmailMessageEvent", None)]
+    assert on_sync_connection(store_url, schema_diff) == []
