@@ -23,6 +23,8 @@ from casegate.store.migrate import upgrade
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from tests.bus_positions import record_count, wait_committed
+
 DEPLOYMENTS = ["local-sqlite", "kafka-postgres"]
 
 
@@ -127,17 +129,17 @@ class Pipeline:
                 return cases
             await asyncio.sleep(0.05)
 
+    async def published(self) -> int:
+        """How many records the input topic holds on the bus now (what the channels accepted)."""
+        return await record_count(self.daemon.bus, self.settings.bus.topic)
+
     async def wait_idle(self, timeout: float = 30) -> None:
-        """Wait until the worker has handled everything published so far."""
-        assert self.daemon.worker is not None
-        end = time.monotonic() + timeout
-        quiet = 0
-        last = -1
-        while time.monotonic() < end and quiet < 6:
-            await asyncio.sleep(0.1)
-            now = self.daemon.worker.processed
-            quiet = quiet + 1 if now == last else 0
-            last = now
+        """Wait until the worker has handled everything published so far: its group's committed
+        position reaches the end of the input topic's log as it is now. Fails after `timeout`."""
+        worker = self.daemon.worker
+        assert worker is not None
+        group = worker.consumer.group  # type: ignore[attr-defined]  # both drivers' consumers have it
+        await wait_committed(self.daemon.bus, group, self.settings.bus.topic, timeout)
 
 
 async def migrate(url: str) -> None:

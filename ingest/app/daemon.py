@@ -7,7 +7,10 @@ Listeners: SMTP (ingest role), the public HTTP port (`/healthz`; webhooks in the
 routes that read the case store, such as the CTI screen pop, in every role) and the admin port
 (`/healthz`, `/readyz`, `/metrics`; started last, so a ready answer means every listener is up). Each
 has a cap on open connections fitted into the open-file limit at start (ingest/listeners/descriptor_budget.py),
-and accept() failures are logged once per interval (ingest/listeners/accept_errors.py).
+and accept() failures are logged once per interval (ingest/listeners/accept_errors.py). The daemon holds
+them, the IMAP mailboxes too, as `Listener`s (ingest/listeners/base.py) in the order started, and stops
+them in two phases: each drains before the worker's last batch, each is closed after it commits. SMTP
+and the HTTP listeners fit that protocol through the two small adapters here.
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ import asyncio
 import contextlib
 import secrets
 import signal
-from collections.abc import Awaitable
-from typing import TypeVar
 
 import structlog
-from casegate.config import Settings
+from casegate.config import Settings, SmtpSettings
 from casegate.ingest.app.health import Check, admin_app, public_app
+from casegate.ingest.backoff import pause
 from casegate.ingest.bus import Bus, open_bus
 from casegate.ingest.bus.blobs import BlobStore
 from casegate.ingest.bus.publisher import Publisher
@@ -31,6 +33,7 @@ from casegate.ingest.channels.registry import mount_channels
 from casegate.ingest.channels.smtp import SmtpHandler, start_smtp
 from casegate.ingest.channels.webhook import ChannelContext
 from casegate.ingest.listeners.accept_errors import AcceptErrorLog
+from casegate.ingest.listeners.base import Listener
 from casegate.ingest.listeners.connection_guard import ConnectionGuard, http_refusal, smtp_refusal
 from casegate.ingest.listeners.descriptor_budget import (
     ConnectionCaps,
@@ -49,7 +52,6 @@ from casegate.store.migrate import current_revision, head_revision, known_revisi
 from casegate.store.owners import ensure_owners
 
 log = structlog.get_logger("casegate.daemon")
-T = TypeVar("T")
 ROLES = ("all", "ingest", "worker")
 
 
@@ -140,6 +142,55 @@ async def make_worker(settings: Settings, db: Database, bus: Bus, blobs: BlobSto
     return Worker(bus, consumer, CaseService(db, policy), blobs, settings.worker, settings.bus.dead_letter_topic)
 
 
+class SmtpListener:
+    """The SMTP channel as a Listener: `handler` on the `[smtp]` port, each connection admitted by `guard`."""
+
+    name = "smtp"
+
+    def __init__(self, handler: SmtpHandler, settings: SmtpSettings, guard: ConnectionGuard) -> None:
+        self.handler = handler
+        self.settings = settings
+        self.guard = guard
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await start_smtp(self.handler, self.settings, self.guard)
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 before `start`)."""
+        return self.server.sockets[0].getsockname()[1] if self.server is not None else 0
+
+    async def drain(self, timeout: float) -> None:
+        """421 to new mail, the hand-offs under way finished (within `timeout`), then the port closed."""
+        await self.handler.drain(timeout)
+        if self.server is not None:
+            self.server.close()
+        self.guard.close()
+
+    async def stop(self) -> None:
+        """Nothing is left: `drain` closed the port."""
+
+
+class ServingListener:
+    """An HttpListener (the public or the admin port) as a Listener. It serves on while the worker
+    drains (health, readiness, the routes reading the case store), so it has nothing to drain; `stop`
+    lets the requests under way finish and closes it."""
+
+    def __init__(self, name: str, http: HttpListener) -> None:
+        self.name = name
+        self.http = http
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def drain(self, timeout: float) -> None:
+        """Nothing: it serves until the worker has committed."""
+
+    async def stop(self) -> None:
+        await self.http.stop()
+
+
 class Daemon:
     def __init__(self, settings: Settings, role: str = "all"):
         if role not in ROLES:
@@ -157,11 +208,10 @@ class Daemon:
         self.worker: Worker | None = None
         self.smtp: SmtpHandler | None = None
         self.imap: ImapChannel | None = None
-        self._smtp_server: asyncio.Server | None = None
+        self.listeners: list[Listener] = []
+        """Every listener started (or being started), in that order: drained, then stopped, in it too."""
         self.guards: dict[str, ConnectionGuard] = {}
         """The connection caps of each running listener (smtp, http, admin) and what they hold."""
-        self._http: HttpListener | None = None
-        self._admin: HttpListener | None = None
         self.accept_errors = AcceptErrorLog()
         self.caps = ConnectionCaps(limit=0)
         self._worker_task: asyncio.Task[None] | None = None
@@ -214,13 +264,16 @@ class Daemon:
                                     max_attachments=s.mail.max_attachments)
             guard = self.guards["smtp"] = ConnectionGuard("smtp", self.caps.smtp, s.smtp.max_connections_per_ip,
                                                           smtp_refusal(s.smtp.hostname))
-            self._smtp_server = await _listen("smtp", s.smtp.host, s.smtp.port, start_smtp(self.smtp, s.smtp, guard))
-            self.smtp_port = self._smtp_server.sockets[0].getsockname()[1]
-            self.accept_errors.name(self._smtp_server, "smtp")
+            smtp = SmtpListener(self.smtp, s.smtp, guard)
+            await self._listen(smtp, s.smtp.host, s.smtp.port)
+            assert smtp.server is not None
+            self.smtp_port = smtp.port
+            self.accept_errors.name(smtp.server, "smtp")
         if self.ingest and s.mailboxes:  # one task per mailbox; a broken one degrades /readyz, never blocks
             self.imap = ImapChannel(s.mailboxes, Publisher(self.bus, self.blobs, s.bus.topic),
                                     state_path(s.data_path), max_attachments=s.mail.max_attachments)
-            self.imap.start()
+            self.listeners.append(self.imap)
+            await self.imap.start()
         if s.http.enabled:
             app = public_app()  # the ingest role: every webhook; the worker role: the routes reading the store
             self.channels = ChannelContext(Publisher(self.bus, self.blobs, s.bus.topic), s, self.db)
@@ -228,23 +281,23 @@ class Daemon:
             count_responses(app)
             guard = self.guards["http"] = ConnectionGuard("http", self.caps.http, s.http.max_connections_per_ip,
                                                           http_refusal)
-            self._http = HttpListener(app, guard, host=s.http.host, port=s.http.port, reuse_port=s.http.reuse_port,
-                                      header_timeout=s.http.header_timeout,
-                                      keepalive_timeout=s.http.keepalive_timeout)
-            self.http_port = await _listen("http", s.http.host, s.http.port, self._http.start())
-            assert self._http.server is not None
-            self.accept_errors.name(self._http.server, "http")
+            http = HttpListener(app, guard, host=s.http.host, port=s.http.port, reuse_port=s.http.reuse_port,
+                                header_timeout=s.http.header_timeout, keepalive_timeout=s.http.keepalive_timeout)
+            await self._listen(ServingListener("http", http), s.http.host, s.http.port)
+            assert http.server is not None
+            self.http_port = http.port
+            self.accept_errors.name(http.server, "http")
             if self.channels is not None:
                 self.channels.port = self.http_port
         if s.admin.enabled:  # last: /readyz answers once every listener is up
             reports = {"mailboxes": self.imap.report} if self.imap is not None else None
             guard = self.guards["admin"] = ConnectionGuard("admin", self.caps.admin, 0, http_refusal)
-            self._admin = HttpListener(admin_app(checks, reports=reports), guard, host=s.admin.host,
-                                       port=s.admin.port, header_timeout=s.http.header_timeout,
-                                       keepalive_timeout=s.http.keepalive_timeout)
-            self.admin_port = await _listen("admin", s.admin.host, s.admin.port, self._admin.start())
-            assert self._admin.server is not None
-            self.accept_errors.name(self._admin.server, "admin")
+            admin = HttpListener(admin_app(checks, reports=reports), guard, host=s.admin.host, port=s.admin.port,
+                                 header_timeout=s.http.header_timeout, keepalive_timeout=s.http.keepalive_timeout)
+            await self._listen(ServingListener("admin", admin), s.admin.host, s.admin.port)
+            assert admin.server is not None
+            self.admin_port = admin.port
+            self.accept_errors.name(admin.server, "admin")
         log.info("daemon.started", ingest=self.ingest, worker=self.work, smtp_port=self.smtp_port,
                  http_port=self.http_port, admin_port=self.admin_port, bus=s.bus.driver,
                  store=s.store_url.split(":", 1)[0],
@@ -270,8 +323,7 @@ class Daemon:
                     log.info("worker.pending_released", cases=len(released))
             except Exception as e:
                 log.warning("worker.pending_release_failed", error=f"{type(e).__name__}: {e}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), 60)
+            await pause(60, self._stopping)
 
     async def _run_worker(self, worker: Worker) -> None:
         # All roles in one process: on SIGTERM, finish what the channels already put on the bus
@@ -284,14 +336,8 @@ class Daemon:
     async def stop(self) -> None:
         """Stop accepting, drain, commit, close (in that order)."""
         timeout = self.settings.worker.drain_timeout
-        if self.smtp is not None:
-            await self.smtp.drain(timeout)
-        if self._smtp_server is not None:
-            self._smtp_server.close()
-        if "smtp" in self.guards:
-            self.guards["smtp"].close()
-        if self.imap is not None:  # each mailbox finishes its batch (hand-off, flag, watermark), logs out
-            await self.imap.stop(timeout)
+        for listener in self.listeners:  # SMTP: 421, its hand-offs finished, port closed; IMAP: each mailbox
+            await listener.drain(timeout)  # finishes its batch (hand-off, flag, watermark), logs out
         self._stopping.set()
         if self._worker_task is not None:
             try:
@@ -307,10 +353,8 @@ class Daemon:
         if self._pending_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pending_task, 10)
-        if self._http is not None:
-            await self._http.stop()
-        if self._admin is not None:
-            await self._admin.stop()
+        for listener in self.listeners:  # what is left: the HTTP ports (they served until now), IMAP's state file
+            await listener.stop()
         await self._close_resources()
         self.accept_errors.uninstall()
         log.info("daemon.stopped")
@@ -322,6 +366,16 @@ class Daemon:
             await self.blobs.close()
         if self.db is not None:
             await self.db.dispose()
+
+    async def _listen(self, listener: Listener, host: str, port: int) -> None:
+        """Start `listener` on host:port (kept first, so that `stop` undoes a start that failed half-way);
+        a StartupError naming its settings if the address cannot be had."""
+        self.listeners.append(listener)
+        try:
+            await listener.start()
+        except OSError as e:
+            raise StartupError(f"cannot listen on {host}:{port} ({listener.name}.host / {listener.name}.port): "
+                               f"{e.strerror or e}") from e
 
     async def serve(self) -> None:
         """Start, run until SIGTERM or SIGINT, stop cleanly."""
@@ -337,14 +391,6 @@ class Daemon:
         if self._worker_task is not None and self._worker_task.done() and not done.is_set():
             log.error("daemon.worker_died", error=repr(self._worker_task.exception()))
         await self.stop()
-
-
-async def _listen(section: str, host: str, port: int, opening: Awaitable[T]) -> T:
-    try:
-        return await opening
-    except OSError as e:
-        raise StartupError(f"cannot listen on {host}:{port} ({section}.host / {section}.port): "
-                           f"{e.strerror or e}") from e
 
 
 def _group(settings: Settings) -> str:

@@ -15,9 +15,10 @@ environment plus a few overrides of its own:
   them. Those files take several processes by design (SQLite locks; each process group-commits).
 Ingest and worker processes meet only through the bus, so either may restart without the other.
 
-A process that dies is restarted after a back-off (0.5 s doubling to 30 s; again 0.5 s once it had run
-a minute), logged as `supervisor.child_exited`. One that exits with code 2 (it cannot start with these
-settings: a port taken, the store unusable) stops the supervisor with exit 2 and its message.
+A process that dies is restarted after a back-off (ingest/backoff.py: 0.5 s doubling to 30 s; again
+0.5 s once it had run a minute), logged as `supervisor.child_exited`. One that exits with code 2 (it
+cannot start with these settings: a port taken, the store unusable) stops the supervisor with exit 2
+and its message.
 
 SIGTERM or SIGINT: the ingest processes get SIGTERM first (they answer 421, finish the hand-offs under
 way, exit), then the worker (it works the bus off, commits, exits), each phase bounded by
@@ -41,6 +42,7 @@ import structlog
 from casegate.config import Settings
 from casegate.ingest.app.daemon import StartupError, open_store
 from casegate.ingest.app.supervisor_admin import ProcessState, SupervisorAdmin, SupervisorMetrics
+from casegate.ingest.backoff import Backoff, pause
 from casegate.ingest.bus.base import BusUnavailable
 from casegate.ingest.bus.blobs import BlobStore, BlobStoreError
 from casegate.ingest.bus.local import LocalBus
@@ -106,7 +108,8 @@ class Child:
         self.error: str | None = None
         """Why this run could not start, as it reported it."""
         self.restarts = 0
-        self.delay = RESTART_INITIAL
+        self.backoff = Backoff(RESTART_INITIAL, RESTART_MAX)
+        """The wait before its next restart; reset once a run lasted STABLE_AFTER."""
         self.started_at = 0.0
         self.up = asyncio.Event()
         """Set when this run reported its listeners up."""
@@ -327,14 +330,12 @@ class Supervisor:
                 return
             ran = time.monotonic() - child.started_at
             if ran >= STABLE_AFTER:
-                child.delay = RESTART_INITIAL
+                child.backoff.reset()
+            delay = child.backoff.next()
             log.error("supervisor.child_exited", process=child.name, pid=pid, exit_code=rc if rc >= 0 else None,
                       signal=signal.Signals(-rc).name if rc < 0 else None, ran_s=round(ran, 1),
-                      restart_in_s=child.delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), child.delay)
-            child.delay = min(child.delay * 2, RESTART_MAX)
-            if not self._stop.is_set():
+                      restart_in_s=delay)
+            if not await pause(delay, self._stop):
                 child.restarts += 1
                 self.metrics.restarts.labels(child.name).inc()
 

@@ -13,8 +13,10 @@ The bus or the blob store failing leaves the message as it was and the watermark
 fetched again after a back-off. An unexpected error once the raw message is stored makes it a dead
 letter (ingest/mail/handoff.py): it is flagged or moved like any other, once that record is on the
 bus. A lost connection or a refused login reconnects after an exponential back-off (capped at
-`retry_max`). One mailbox failing never stops another. Each watcher's status is kept in memory for
-`/readyz` and written to the state file for `casegate mailboxes status`.
+`retry_max`; ingest/backoff.py, as is the hand-off's). One mailbox failing never stops another. Each
+watcher's status is kept in memory for `/readyz` and written to the state file for `casegate mailboxes
+status`. `ImapChannel` is one of the daemon's listeners (ingest/listeners/base.py): started with the
+ingest role, drained before the worker's last batch.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import structlog
 from casegate.config import MailboxSettings
+from casegate.ingest.backoff import Backoff, pause
 from casegate.ingest.bus import BusError
 from casegate.ingest.bus.blobs import BlobStoreError
 from casegate.ingest.bus.publisher import Publisher
@@ -70,34 +73,31 @@ class MailboxWatcher:
         await self._set(state=state, connected=False, last_error=f"{type(error).__name__}: {error}"[:500],
                         last_error_at=time.time(), **changes)
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-
     async def run(self) -> None:
         s = self.settings
         stored = await self.state.load(s.name)
         if stored is not None:
             self.status = replace(stored, state="starting", connected=False)
-        delay = s.retry_initial
+        backoff = Backoff(s.retry_initial, s.retry_max)
         while not self._stop.is_set():
             session = ImapSession(s)
             try:
                 if self.status.state not in ("auth_failed", "reconnecting"):  # a retry keeps showing why
                     await self._set(state="connecting", connected=False)
                 await session.open()
-                delay = s.retry_initial
+                backoff.reset()
                 await self._serve(session)
             except ImapAuthFailed as e:
-                log.error("imap.login_refused", mailbox=s.name, auth=s.auth, error=str(e), retry_in=delay)
+                log.error("imap.login_refused", mailbox=s.name, auth=s.auth, error=str(e),
+                          retry_in=backoff.upcoming)
                 IMAP_AUTH_FAILURES.labels(s.name).inc()
                 await self._failed("auth_failed", e, auth_failures=self.status.auth_failures + 1)
             except ImapTemporary as e:
-                log.warning("imap.connection_failed", mailbox=s.name, error=str(e), retry_in=delay)
+                log.warning("imap.connection_failed", mailbox=s.name, error=str(e), retry_in=backoff.upcoming)
                 IMAP_RECONNECTS.labels(s.name).inc()
                 await self._failed("reconnecting", e, reconnects=self.status.reconnects + 1)
             except Exception as e:  # a bug or the state file failing: this mailbox retries, the others go on
-                log.exception("imap.watcher_failed", mailbox=s.name, retry_in=delay)
+                log.exception("imap.watcher_failed", mailbox=s.name, retry_in=backoff.upcoming)
                 IMAP_RECONNECTS.labels(s.name).inc()
                 with contextlib.suppress(Exception):
                     await self._failed("reconnecting", e, reconnects=self.status.reconnects + 1)
@@ -105,8 +105,7 @@ class MailboxWatcher:
                 await session.close()
             if self._stop.is_set():
                 break
-            await self._sleep(delay)
-            delay = min(delay * 2, s.retry_max)
+            await pause(backoff.next(), self._stop)
         with contextlib.suppress(Exception):
             await self._set(state="stopped", connected=False)
         log.info("imap.stopped", mailbox=s.name)
@@ -124,22 +123,22 @@ class MailboxWatcher:
         await self._set(state=waiting, connected=True)
         log.info("imap.connected", mailbox=s.name, uidvalidity=session.uidvalidity, last_uid=self.status.last_uid,
                  mode=waiting)
-        retry = s.retry_initial
+        retry = Backoff(s.retry_initial, s.retry_max)
         while not self._stop.is_set():
             if not await self._scan(session):
                 await self._set(state="retrying")
-                log.warning("imap.handoff_retry", mailbox=s.name, retry_in=retry)
-                await self._sleep(retry)
-                retry = min(retry * 2, s.retry_max)
+                delay = retry.next()
+                log.warning("imap.handoff_retry", mailbox=s.name, retry_in=delay)
+                await pause(delay, self._stop)
                 continue
-            retry = s.retry_initial
+            retry.reset()
             await self._set(state=waiting, last_success_at=time.time())
             if self._stop.is_set():
                 return
             if use_idle:
                 await session.wait_for_mail(s.idle_renew, self._stop)
             else:
-                await self._sleep(s.poll_interval)
+                await pause(s.poll_interval, self._stop)
 
     async def _scan(self, session: ImapSession) -> bool:
         """Hand off everything above the watermark; False if some message could not be (bus down)."""
@@ -201,7 +200,10 @@ class MailboxWatcher:
 
 
 class ImapChannel:
-    """All configured mailboxes, one watcher task each, sharing one state file."""
+    """All configured mailboxes, one watcher task each, sharing one state file: a Listener
+    (ingest/listeners/base.py) to the daemon."""
+
+    name = "imap"
 
     def __init__(self, mailboxes: Sequence[MailboxSettings], publisher: Publisher, state_file: Path, *,
                  max_attachments: int = MAX_ATTACHMENTS) -> None:
@@ -210,7 +212,8 @@ class ImapChannel:
                          for m in mailboxes]
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """One task per mailbox; a mailbox that cannot be reached retries in its task, never fails this."""
         self._tasks = [asyncio.create_task(w.run(), name=f"imap-{w.settings.name}") for w in self.watchers]
 
     def report(self) -> tuple[bool, dict[str, Any]]:
@@ -219,8 +222,8 @@ class ImapChannel:
                   for w in self.watchers}
         return all(d["healthy"] for d in detail.values()), detail
 
-    async def stop(self, timeout: float) -> None:
-        """Let each watcher finish its batch and log out (within `timeout`), then close the state file."""
+    async def drain(self, timeout: float) -> None:
+        """Let each watcher finish its batch (hand-off, flag, watermark) and log out, within `timeout`."""
         for w in self.watchers:
             w.stop()
         if self._tasks:
@@ -230,6 +233,9 @@ class ImapChannel:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+
+    async def stop(self) -> None:
+        """Close the state file (after `drain`: no watcher writes to it any more)."""
         await self.state.close()
 
 

@@ -1,11 +1,12 @@
 """The worker: consume a batch → decode → check claimed blobs → case service (one transaction,
 deduplicated by the ledger) → commit the database → commit the offset.
 
-A temporary failure (database down) retries the same batch with back-off and commits nothing. A
-permanent failure is narrowed to the message(s) that cause it, which go to the dead-letter topic
-with the error; the rest of the batch goes on. An offset is committed only after every record of
-the batch is either in the case store or in the dead-letter topic. A mail whose hand-off failed after
-its raw original was stored (ingest/mail/handoff.py) arrives marked so, and is dead-lettered with its error.
+A temporary failure (database down) retries the same batch with back-off (ingest/backoff.py) and
+commits nothing. A permanent failure is narrowed to the message(s) that cause it, which go to the
+dead-letter topic with the error; the rest of the batch goes on. An offset is committed only after
+every record of the batch is either in the case store or in the dead-letter topic. A mail whose
+hand-off failed after its raw original was stored (ingest/mail/handoff.py) arrives marked so, and is
+dead-lettered with its error.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import structlog
 from casegate.config import WorkerSettings
+from casegate.ingest.backoff import Backoff, pause
 from casegate.ingest.bus import Bus, BusError, Consumer, Record
 from casegate.ingest.bus.blobs import BlobStore
 from casegate.ingest.envelope import Entry, Envelope, EnvelopeError, decode
@@ -101,22 +103,21 @@ class Worker:
     async def run(self, stopping: asyncio.Event, *, drain_until: float | None = None) -> None:
         """Consume until `stopping` is set; the batch in hand is finished and committed first. With
         `drain_until` (a loop time), keep going after `stopping` until the topic is empty or that time."""
-        delay = self.settings.retry_initial
+        backoff = Backoff(self.settings.retry_initial, self.settings.retry_max)
         loop = asyncio.get_running_loop()
         while not stopping.is_set() or (drain_until is not None and loop.time() < drain_until):
             try:
                 handled = await self.run_once()
-                delay = self.settings.retry_initial
+                backoff.reset()
                 if stopping.is_set() and handled == 0:
                     return
             except (TemporaryStoreError, BusError) as e:
+                delay = backoff.next()
                 log.warning("worker.retry", reason=str(e)[:300], retry_in=round(delay, 2))
                 WORKER_RETRIES.inc()
                 if stopping.is_set():
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
-                delay = min(delay * 2, self.settings.retry_max)
+                await pause(delay, stopping)
 
     async def run_once(self) -> int:
         """One poll, process and commit; returns how many records it handled. A batch that failed

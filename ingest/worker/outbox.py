@@ -1,22 +1,23 @@
 """The outbox sender (worker role): delivers the mail the case service queued (acknowledgements,
 closed-case notices) to the configured relay over SMTP with aiosmtplib.
 
-A temporary failure (relay down, 4xx) is retried with exponential back-off; a permanent refusal (5xx)
-or too many attempts marks the mail failed, kept in the outbox with the error. The mail's EmailMessage
-on the case reads Queued until then, and Sent or Failed after, set in the transaction that marks the
-outbox row; a failure also goes on the case feed with the attempts and the last error. Two worker
-processes never send the same mail: each claims its rows with a lease first (`store.outbox.claim_due`).
+A temporary failure (relay down, 4xx) is retried with exponential back-off (ingest/backoff.py, by the
+attempts the outbox row counts); a permanent refusal (5xx) or too many attempts marks the mail failed,
+kept in the outbox with the error. The mail's EmailMessage on the case reads Queued until then, and
+Sent or Failed after, set in the transaction that marks the outbox row; a failure also goes on the
+case feed with the attempts and the last error. Two worker processes never send the same mail: each
+claims its rows with a lease first (`store.outbox.claim_due`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
 import structlog
 from casegate.config import OutboundSettings
+from casegate.ingest.backoff import Backoff, pause
 from casegate.ingest.metrics import OUTBOUND_MAIL
 from casegate.store.database import Database
 from casegate.store.outbox import OutgoingMail, claim_due, mark_failed, mark_retry, mark_sent
@@ -34,6 +35,8 @@ class OutboxSender:
     def __init__(self, db: Database, settings: OutboundSettings):
         self.db = db
         self.settings = settings
+        self.backoff = Backoff(settings.retry_initial, settings.retry_max)
+        """The delay before a mail's next attempt, by the attempts it had (kept in the outbox row)."""
 
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.timeout * 2 + 5)
@@ -49,8 +52,7 @@ class OutboxSender:
             for mail in due:
                 await self.send(mail)
             if not due:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self.settings.poll_interval)
+                await pause(self.settings.poll_interval, stopping)
 
     async def send(self, mail: OutgoingMail) -> None:
         s = self.settings
@@ -73,7 +75,7 @@ class OutboxSender:
     async def _failed(self, mail: OutgoingMail, e: Exception) -> None:
         error = f"{type(e).__name__}: {e}"
         give_up = _permanent(e) or mail.attempts >= self.settings.max_attempts
-        delay = min(self.settings.retry_initial * 2 ** (mail.attempts - 1), self.settings.retry_max)
+        delay = self.backoff.delay_after(mail.attempts)
         now = datetime.now(UTC)
         try:
             if give_up:

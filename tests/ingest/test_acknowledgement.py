@@ -179,7 +179,8 @@ async def test_a_relay_that_is_down_gets_the_acknowledgement_once_it_is_back(tmp
         assert await wait_until(lambda: len(handler.received) == 1)
         assert await wait_until(sent)
         assert await outgoing_statuses(p, [EmailStatus.SENT])
-        await asyncio.sleep(0.5)
+        await p.wait_idle()  # the worker has nothing left to queue another acknowledgement for ...
+        assert await p.count(Outbox, Outbox.Status != "sent") == 0  # ... and the outbox nothing left to send
         assert len(handler.received) == 1
     finally:
         await p.daemon.stop()

@@ -381,6 +381,7 @@ def test_slow_clients_cannot_starve_a_daemon_at_1024_descriptors(tmp_path: Path,
             socks += _connect_many(http_port, f"127.0.1.{i}", 128, deadline)
         with pytest.raises(urllib.error.HTTPError) as full:
             urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=5)
+        full.value.close()  # the error holds the response and its socket: closed here, not by the collector
         assert full.value.code == 503
         with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=5) as r:
             assert r.status == 200

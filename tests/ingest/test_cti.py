@@ -4,7 +4,6 @@ timestamp + "." + body, computed here."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -248,8 +247,9 @@ async def test_bus_failing_answers_503_and_stores_nothing_then_the_retry_is_one_
         holder.execute("ROLLBACK")
         holder.close()
         assert status == 503 and "retry" in answer["error"]
-        await asyncio.sleep(0.3)
-        assert (await p.count(ProcessedMessage), await p.count(ConversationEntry)) == (0, 0)
+        assert await p.published() == 0  # nothing reached the bus ...
+        await p.wait_idle()
+        assert (await p.count(ProcessedMessage), await p.count(ConversationEntry)) == (0, 0)  # ... nor the store
         assert (await post(p, raw))[0] == 200  # the platform retries (same bytes, new signature time)
         assert (await post(p, raw))[0] == 200  # and once more
         await p.wait_for(lambda cs: len(cs) == 1)
@@ -285,7 +285,7 @@ async def test_an_ingest_process_pops_the_screen_from_the_case_store_and_a_worke
     store_file = settings.data_path / "cases.db"
     ingest = await start_pipeline(settings, role="ingest")
     try:
-        assert ingest.app.daemon.db is None and ingest.app.daemon.worker is None
+        assert ingest.daemon.db is None and ingest.daemon.worker is None
         if not settings.store.url:  # SQLite: not migrated until a worker starts
             status, answer = await lookup(ingest, ANI)
             assert status == 503 and "retry" in answer["error"] and not store_file.exists()
@@ -304,4 +304,4 @@ async def test_an_ingest_process_pops_the_screen_from_the_case_store_and_a_worke
         finally:
             await worker.daemon.stop()
     finally:
-        await ingest.app.daemon.stop()
+        await ingest.daemon.stop()

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import shutil
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,8 @@ from casegate.store.database import Database
 from casegate.store.models import Case, EmailMessage, ProcessedMessage
 from sqlalchemy import func, select
 
+from tests.bus_positions import run_until_caught_up
+from tests.ingest.test_metrics import Samples, delta
 from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
 from tests.services import start_tansu
 
@@ -51,9 +54,10 @@ async def test_local_bus_failing_answers_451_and_stores_nothing_then_resend_make
             assert after[(name, labels)] - before.get((name, labels), 0) == 1, name
         holder.execute("ROLLBACK")
         holder.close()
-        await asyncio.sleep(0.3)
+        assert await p.published() == 0  # nothing reached the bus ...
+        await p.wait_idle()
         assert p.daemon.db is not None
-        assert await _counts(p.daemon.db) == (0, 0, 0)
+        assert await _counts(p.daemon.db) == (0, 0, 0)  # ... nor the store
         assert (await p.send(raw))[0] == 250  # the MTA retries once we recovered
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()
@@ -142,7 +146,7 @@ async def _worker(settings: Settings, db: Database) -> Worker:
 async def _work_off(settings: Settings, db: Database) -> Worker:
     """A fresh worker (as after a restart) that handles everything waiting, then stops."""
     w = await _worker(settings, db)
-    await w.run_until_idle(idle_polls=3 if settings.bus.driver == "local" else 8)
+    await run_until_caught_up(w)
     await _close(w)
     return w
 
@@ -156,7 +160,7 @@ async def _ingest_only(settings: Settings) -> AsyncIterator[tuple[Pipeline, Data
         yield ingest, db
     finally:
         await db.dispose()
-        await ingest.app.daemon.stop()
+        await ingest.daemon.stop()
 
 
 async def _close(w: Worker) -> None:
@@ -191,7 +195,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_replay_once_they_
         deployment_settings: Callable[..., Settings]) -> None:
     settings = deployment_settings()
     async with _ingest_only(settings) as (ingest, db):
-        bus = ingest.app.daemon.bus
+        bus = ingest.daemon.bus
         raw_missing = b"From: late@example.org\r\nSubject: blob not there yet\r\n\r\nbody\r\n"
         missing_sha = hashlib.sha256(raw_missing).hexdigest()
         claim = Envelope(channel="email", external_id="<late@example.org>", conversation_key="late@example.org",
@@ -236,12 +240,21 @@ async def test_a_batch_that_failed_for_a_while_is_processed_after_recovery_not_s
     try:
         store = sqlite3.connect(p.settings.data_path / "cases.db", isolation_level=None)
         store.execute("BEGIN EXCLUSIVE")  # the case store cannot be written: a temporary failure
+        before = await p.metrics()
         for i in range(3):
             assert (await p.send(mail(f"during the store outage {i}")[0]))[0] == 250
-        await asyncio.sleep(1.0)  # the worker polled these records, failed, and retried several times
+        await _until_retried(p, before, 3)  # the worker polled these records, failed, and retried several times
         store.execute("ROLLBACK")
         store.close()
         cases = await p.wait_for(lambda cs: len(cs) == 3, timeout=15)
         assert sorted(c["Subject"] for c in cases) == [f"during the store outage {i}" for i in range(3)]
     finally:
         await p.daemon.stop()
+
+
+async def _until_retried(p: Pipeline, before: Samples, times: int, timeout: float = 15) -> None:
+    """Wait until the worker has retried a batch `times` times since the metrics `before`."""
+    end = time.monotonic() + timeout
+    while (retries := delta(before, await p.metrics(), "casegate_worker_retries_total")) < times:
+        assert time.monotonic() < end, f"the worker retried {retries} times in {timeout} s"
+        await asyncio.sleep(0.05)

@@ -26,6 +26,7 @@ from casegate.ingest.channels.imap_state import ImapState, read_statuses, state_
 from casegate.ingest.envelope import Envelope
 
 from tests.dovecot import Dovecot, start_dovecot
+from tests.ingest.test_metrics import delta
 from tests.pipeline import Pipeline, mail, settings_for, start_pipeline
 
 CASEGATE = str(Path(sys.executable).parent / "casegate")
@@ -169,10 +170,14 @@ async def test_bus_failing_leaves_the_mail_unseen_and_it_is_processed_once_after
         holder = sqlite3.connect(p.settings.bus_path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")  # another process holds the log's write lock: the bus cannot write
         try:
+            before = await p.metrics()
             await deliver(dovecot, user, mail("during the outage")[0])
             await until(lambda: w.status.state == "retrying", what="hand-off failure")
             assert "Bus" in (w.status.last_error or ""), w.status.last_error
-            await asyncio.sleep(1.0)  # several attempts, each failing
+            end = time.monotonic() + 15
+            while delta(before, await p.metrics(), "casegate_ingest_handoff_failures_total", stage="bus") < 3:
+                assert time.monotonic() < end, "not several hand-off attempts"  # several attempts, each failing
+                await asyncio.sleep(0.05)
             assert "\\Seen" not in (await flags(dovecot, user))[1]
             assert read_statuses(state_path(p.settings.data_path))[0].last_uid == 0
             assert await p.cases() == []
@@ -286,7 +291,8 @@ async def test_uidvalidity_change_rescans_the_folder_and_dedupe_keeps_one_case_e
         old_validity = watcher(p).status.uidvalidity
     finally:
         await p.daemon.stop()
-    await asyncio.sleep(1.1)  # Dovecot's UIDVALIDITY is a time in seconds
+    assert old_validity is not None  # Dovecot's UIDVALIDITY is a time in seconds: the recreated folder's is later
+    await until(lambda: time.time() >= old_validity + 1, what="the next second")
     await asyncio.to_thread(recreate, [first, second], True)
     p = await start_pipeline(settings)
     try:

@@ -196,6 +196,7 @@ async def _dead_letters(p: Pipeline, n: int) -> None:
     assert p.daemon.worker is not None
     worker = p.daemon.worker
     await _until(f"{n} dead letter(s)", lambda: worker.dead_lettered == n)
+    await p.wait_idle()  # the batch's trace is committed with its offset, after the count went up
 
 
 async def test_an_error_after_the_raw_is_stored_is_a_dead_letter_and_replay_makes_the_case(tmp_path: Path) -> None:

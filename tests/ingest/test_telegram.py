@@ -3,7 +3,6 @@ the secret token header exactly as Telegram sends it (there is no body signature
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -171,8 +170,9 @@ async def test_bus_failing_answers_503_and_stores_nothing_then_the_retry_makes_o
         assert status == 503
         holder.execute("ROLLBACK")
         holder.close()
-        await asyncio.sleep(0.3)
-        assert await p.count(ProcessedMessage) == 0 and await p.cases() == []
+        assert await p.published() == 0  # nothing reached the bus ...
+        await p.wait_idle()
+        assert await p.count(ProcessedMessage) == 0 and await p.cases() == []  # ... nor the store
         assert (await post(p, update(100, "during the outage")))[0] == 200  # Telegram retries
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()

@@ -5,7 +5,6 @@ bus answers 503 and stores nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sqlite3
 import uuid
@@ -252,8 +251,9 @@ async def test_bus_failing_answers_503_and_stores_nothing_then_the_retry_makes_o
         assert (status, body) == (503, {"error": "could not store the message durably; please retry"})
         holder.execute("ROLLBACK")
         holder.close()
-        await asyncio.sleep(0.3)
-        assert (await p.count(Case), await p.count(ProcessedMessage)) == (0, 0)
+        assert await p.published() == 0  # nothing reached the bus ...
+        await p.wait_idle()
+        assert (await p.count(Case), await p.count(ProcessedMessage)) == (0, 0)  # ... nor the store
         for _ in range(2):  # the client retries; and once more, as if the answer had been lost
             status, _, body = await post(p, FORM, Accept="application/json", **{"Idempotency-Key": key})
             assert (status, body) == (200, {"status": "accepted", "id": key})

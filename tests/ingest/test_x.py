@@ -4,7 +4,6 @@ consumer secret, in `x-twitter-webhooks-signature`)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -227,8 +226,9 @@ async def test_bus_failing_answers_503_for_the_whole_delivery_then_the_retry_mak
         assert status == 503
         holder.execute("ROLLBACK")
         holder.close()
-        await asyncio.sleep(0.3)
-        assert await p.count(ProcessedMessage) == 0 and await p.cases() == []
+        assert await p.published() == 0  # nothing reached the bus ...
+        await p.wait_idle()
+        assert await p.count(ProcessedMessage) == 0 and await p.cases() == []  # ... nor the store
         assert await post(p, body) == (200, {"accepted": 3})  # X retries the delivery
         await p.wait_for(lambda cs: len(cs) == 1)
         await p.wait_idle()
