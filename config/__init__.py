@@ -6,6 +6,8 @@ offending key and the reason, so the daemon can print them and exit 2 instead of
 
 from __future__ import annotations
 
+from casegate.config.accounts import AccountSettings
+from casegate.config.case_settings import CaseSettings, StatusValue
 from casegate.config.loader import ConfigError, load_settings
 from casegate.config.mail import LoopSettings, MailSettings, OutboundSettings, RoutingAddress
 from casegate.config.mailboxes import MailboxSettings
@@ -25,9 +27,11 @@ from casegate.config.settings import (
 )
 
 __all__ = [
+    "AccountSettings",
     "AssignmentEntry",
     "BlobSettings",
     "BusSettings",
+    "CaseSettings",
     "ConfigError",
     "HttpSettings",
     "KafkaSettings",
@@ -41,6 +45,7 @@ __all__ = [
     "RunSettings",
     "Settings",
     "SmtpSettings",
+    "StatusValue",
     "StoreSettings",
     "WorkerSettings",
     "load_settings",

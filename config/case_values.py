@@ -1,8 +1,8 @@
 """What settings may put into a case's fields, as plain data and checks, so that a value the store or the
 rules could not use stops the daemon at start, naming the key, instead of failing every message later.
 
-It owns the case Status values (`rules.lifecycle` builds the status model on them; config imports nothing
-of the project, so the names live here), the length of a picklist value (Priority, Origin, Type: 40, as
+It owns the default case Status values (`[case] statuses`, in `config.case_settings`, starts from them;
+`rules.lifecycle` builds the status model on them), the length of a picklist value (Priority, Origin, Type: 40, as
 Salesforce's, and as the store's columns), the owners settings name (`queue:<name>` up to 80 characters,
 `user:<email address>` up to 128, as the Queue and User tables hold them) and the phone regions numbers
 without a country code may be read in.
@@ -20,25 +20,12 @@ from pydantic import AfterValidator
 OPEN_STATUSES = ("New", "Working", "On Hold", "Escalated")
 CLOSED_STATUSES = ("Closed",)
 DEFAULT_STATUS = "New"
+"""The default Status values; `[case] statuses` may name others."""
 PICKLIST_MAX = 40
 """Characters of a picklist value (Case Priority, Origin, Type, Reason)."""
 QUEUE_NAME_MAX = 80
 USER_EMAIL_MAX = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _open_status(v: str) -> str:
-    if v in OPEN_STATUSES:
-        return v
-    known = ", ".join(repr(s) for s in OPEN_STATUSES)
-    if v in CLOSED_STATUSES:
-        raise ValueError(f"{v!r} is a closed status: a case the customer writes to again must be open "
-                         f"(one of {known})")
-    raise ValueError(f"unknown case status {v!r} (one of {known})")
-
-
-OpenStatus = Annotated[str, AfterValidator(_open_status)]
-"""A case Status that is open: what a reopened case becomes."""
 
 
 def _picklist(v: str) -> str:
@@ -59,6 +46,11 @@ Picklist = Annotated[str, AfterValidator(_picklist)]
 """A picklist value (Priority, Origin): 1 to 40 characters, no control characters."""
 OptionalPicklist = Annotated[str, AfterValidator(_optional_picklist)]
 """A picklist value, or "" for none (or the default)."""
+
+
+OpenStatus = Annotated[str, AfterValidator(_picklist)]
+"""A case Status that must be open (what a reopened case becomes): a picklist value here; that it is one of
+the open `[case] statuses` is checked by `Settings` (`config.case_settings.check_statuses`), which knows them."""
 
 
 def _owner(v: str) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from casegate.config.accounts import AccountSettings
+from casegate.config.case_settings import CaseSettings, check_statuses
 from casegate.config.case_values import OpenStatus, OptionalPicklist, Owner
 from casegate.config.channels import ChannelsSettings
 from casegate.config.mail import HostName, LoopSettings, MailSettings, OutboundSettings, RoutingAddress
@@ -155,6 +157,19 @@ class HttpSettings(Section):
     """HTTP connections open at once from one client address (IPv6: one /64); one more gets 503.
     0 = no per-address cap. Behind a reverse proxy every connection comes from the proxy: raise it
     above the proxy's upstream concurrency, or set 0."""
+    tls_cert: str = ""
+    tls_key: str = ""
+    """PEM files (the certificate chain, its private key); when both are set the public port speaks HTTPS
+    only (TLS 1.2 or later). The handshake counts against header_timeout. Read once, at start."""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be set together")
+        for p in (self.tls_cert, self.tls_key):
+            if p and not Path(p).is_file():
+                raise ValueError(f"TLS file not found: {p}")
+        return self
 
     @field_validator("public_base_url")
     @classmethod
@@ -183,6 +198,35 @@ class AdminSettings(Section):
     """Each process needs its own (two roles on one host: set CASEGATE_ADMIN__PORT per unit)."""
     max_connections: PositiveInt = 32
     """Admin connections open at once; one more gets 503."""
+
+
+class ApiSettings(Section):
+    """The Salesforce-compatible REST API (`/services/data`, `/services/oauth2/token`) on the public HTTP
+    port, served by every role with its own connections to the case store (ingest/api/)."""
+
+    enabled: bool = True
+    versions: list[str] = ["58.0", "59.0", "60.0", "61.0", "62.0"]
+    """API versions answered (`/services/data/vNN.N/…`); any other is 404."""
+    token_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    """How long a token found good is believed without asking the store again: a revoked or expired
+    token (or a deactivated user) is refused at most this many seconds later. 0 = ask every time."""
+    access_token_seconds: int = Field(default=7200, ge=60)
+    """Lifetime of an OAuth access token from `/services/oauth2/token`."""
+    refresh_token_days: float = Field(default=90.0, gt=0)
+    """Lifetime of an OAuth refresh token."""
+    max_body_size: int = Field(default=4194304, ge=1024)
+    """Bytes; a larger request body gets 413 (a collection of 200 records with long descriptions fits)."""
+    daily_requests: int = Field(default=100000, ge=1)
+    """The DailyApiRequests maximum that `/limits` and `Sforce-Limit-Info` report. Counted per process
+    per UTC day, and not enforced."""
+
+    @field_validator("versions")
+    @classmethod
+    def _versions(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not re.fullmatch(r"[1-9]\d{0,2}\.0", x)]
+        if bad or not v:
+            raise ValueError(f"versions are like 60.0, at least one: {', '.join(bad) or 'none given'}")
+        return sorted(set(v), key=float)
 
 
 class AssignmentEntry(Section):
@@ -266,8 +310,10 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
     admin: AdminSettings = AdminSettings()
+    api: ApiSettings = ApiSettings()
     routing: list[RoutingAddress] = [RoutingAddress(address="support@localhost")]
     rules: RulesSettings = RulesSettings()
+    case: CaseSettings = CaseSettings()
     worker: WorkerSettings = WorkerSettings()
     run: RunSettings = RunSettings()
     threading: ThreadingSettings = ThreadingSettings()
@@ -275,6 +321,7 @@ class Settings(BaseSettings):
     mail: MailSettings = MailSettings()
     channels: ChannelsSettings = ChannelsSettings()
     outbound: OutboundSettings = OutboundSettings()
+    accounts: AccountSettings = AccountSettings()
     mailboxes: list[MailboxSettings] = []
     """IMAP mailboxes to fetch mail from (TOML `[[mailboxes]]`); none by default."""
 
@@ -310,6 +357,11 @@ class Settings(BaseSettings):
         if postmaster and postmaster.lower() not in (known := [r.address for r in self.routing]):
             raise ValueError(f"smtp.postmaster {postmaster!r} is not a [[routing]] address; add it there or use "
                              f"one of: {', '.join(known)}")
+        return self
+
+    @model_validator(mode="after")
+    def _statuses_known(self) -> Settings:
+        check_statuses(self.case, {("rules", "reopen_status"): self.rules.reopen_status})
         return self
 
     @property

@@ -55,6 +55,9 @@ PREFIX = {
     "ConversationEntry": "0Mw",
     "Asset": "02i",
     "QueueMember": "011",
+    "Knowledge__kav": "ka0",  # an article version (Salesforce docs show ka0 version ids)
+    "Knowledge__ka": "kA0",  # the article all its versions share (KnowledgeArticleId; community examples)
+    "CaseArticle": "0BA",  # UNCONFIRMED: Salesforce's prefix for CaseArticle was not found
 }
 OBJECT_OF_PREFIX = {p: o for o, p in PREFIX.items()}
 

@@ -7,7 +7,7 @@ with the Salesforce key prefix of their object (500 Case, 003 Contact, ...), mad
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
@@ -77,6 +77,22 @@ class ContactHandle(Base):
     Handle: Mapped[str] = mapped_column(String(255))
     ContactId: Mapped[str] = mapped_column(ForeignKey("contact.Id"), index=True)
     CreatedDate: Mapped[datetime]
+
+
+class Asset(Base):
+    """A product a customer has (Salesforce's Asset), which a case can be about (Case.AssetId)."""
+
+    __tablename__ = "asset"
+    Id: Mapped[str] = _id()
+    Name: Mapped[str] = mapped_column(String(255))
+    AccountId: Mapped[str | None] = mapped_column(ForeignKey("account.Id"), index=True)
+    ContactId: Mapped[str | None] = mapped_column(ForeignKey("contact.Id"), index=True)
+    SerialNumber: Mapped[str | None] = mapped_column(String(80), index=True)
+    Status: Mapped[str | None] = mapped_column(String(40))
+    InstallDate: Mapped[date | None]
+    Description: Mapped[str | None] = mapped_column(Text)
+    CreatedDate: Mapped[datetime]
+    LastModifiedDate: Mapped[datetime]
 
 
 class User(Base):
@@ -174,9 +190,18 @@ class Case(Base):
     ParentId: Mapped[str | None] = mapped_column(ForeignKey("case.Id"), index=True)
     MasterRecordId: Mapped[str | None] = mapped_column(String(18))
     AssetId: Mapped[str | None] = mapped_column(String(18))
+    Resolution: Mapped[str | None] = mapped_column(Text)
+    """How the case was resolved (up to 32,000 characters); `[case] close_requires` it by default."""
+    SatisfactionScore: Mapped[int | None] = mapped_column(Integer)
+    """The customer's rating of the resolution, 1 (worst) to 5."""
+    SatisfactionComment: Mapped[str | None] = mapped_column(String(1000))
     # audit
     CreatedDate: Mapped[datetime] = mapped_column(index=True)
+    CreatedById: Mapped[str | None] = mapped_column(String(18))
+    """The User who created the case through the API; None for a case a message opened."""
     LastModifiedDate: Mapped[datetime]
+    LastModifiedById: Mapped[str | None] = mapped_column(String(18))
+    """The User who last changed the case through the API; None when a message last changed it."""
 
 
 class EmailStatus:
@@ -288,7 +313,7 @@ class CaseFeed(Base):
     ParentId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
     Type: Mapped[str] = mapped_column(String(40))
     """CaseCreated, EmailMessageEvent, TrackedChange, AssignmentRule, ThreadingRule, CaseCommentPost,
-    MessagingEvent, CallEvent, OutboundMail (mail casegate did not send, or gave up sending)."""
+    MessagingEvent, CallEvent, OutboundMail (mail casegate did not send, or gave up sending), CaseMerged."""
     Field: Mapped[str | None] = mapped_column(String(80))
     OldValue: Mapped[str | None] = mapped_column(String(255))
     NewValue: Mapped[str | None] = mapped_column(String(255))
@@ -299,6 +324,8 @@ class CaseFeed(Base):
     `acknowledgement.send` ...: rules/), its reason in Body; None for an entry no rule decided."""
     Seq: Mapped[int] = mapped_column(Integer, default=0)
     """Order of entries written in the same instant."""
+    CreatedById: Mapped[str | None] = mapped_column(String(18))
+    """The User whose change the entry records; None for what the daemon did on its own."""
     CreatedDate: Mapped[datetime] = mapped_column(index=True)
 
 

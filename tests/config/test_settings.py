@@ -453,3 +453,66 @@ origin = ""
     assert (s.channels.cti.default_region, s.channels.cti.owner) == ("GB", "queue:Phones")
     for status in ("New", "Working", "On Hold", "Escalated"):
         assert Settings(rules={"reopen_status": status}).rules.reopen_status == status
+
+
+# -- [case]: the picklists the API accepts, the statuses and what closing requires --------------------------
+def test_case_values_default_to_the_status_model_the_worker_runs_on() -> None:
+    case = Settings().case
+    assert (case.open_statuses, case.closed_statuses) == (("New", "Working", "On Hold", "Escalated"), ("Closed",))
+    assert [s.name for s in case.statuses if s.stops_clock] == ["On Hold"]
+    assert (case.default_status, case.default_priority, case.priorities) == ("New", "Medium", ["High", "Medium", "Low"])
+    assert case.close_requires == ["Reason", "Resolution"] and case.external_ids["Contact"] == ["Email"]
+
+
+def test_case_values_come_from_the_file_and_other_settings_are_checked_against_them(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, """
+[rules]
+reopen_status = "In Progress"
+
+[case]
+statuses = [{name = "Open"}, {name = "In Progress"}, {name = "Waiting", stops_clock = true},
+            {name = "Solved", closed = true}, {name = "Spam", closed = true}]
+default_status = "Open"
+merged_status = "Spam"
+priorities = ["P1", "P2", "P3"]
+default_priority = "P3"
+close_requires = []
+external_ids = {Contact = ["Email", "Phone"]}
+"""))
+    assert (s.case.open_statuses, s.case.closed_statuses) == (("Open", "In Progress", "Waiting"), ("Solved", "Spam"))
+    assert (s.rules.reopen_status, s.case.merged_status, s.case.close_requires) == ("In Progress", "Spam", [])
+    assert s.case.external_ids == {"Contact": ["Email", "Phone"]}
+
+
+def test_case_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASEGATE_CASE__CLOSE_REQUIRES", '["Resolution"]')
+    monkeypatch.setenv("CASEGATE_CASE__ORIGINS", '["Email", "Fax"]')
+    s = load_settings()
+    assert (s.case.close_requires, s.case.origins) == (["Resolution"], ["Email", "Fax"])
+
+
+ONLY_TWO = '[case]\nstatuses = [{name = "New"}, {name = "Closed", closed = true}]\n'
+CASE_CHECKED = [
+    ('[case]\ndefault_status = "Closed"\n', "case.default_status", "'Closed' is a closed status"),
+    ('[case]\ndefault_status = "Nwe"\n', "case.default_status", "unknown case status 'Nwe'"),
+    ('[case]\nmerged_status = "Working"\n', "case.merged_status", "'Working' is an open status; a closed one"),
+    ('[case]\nstatuses = [{name = "Open"}]\ndefault_status = "Open"\n', "case", "at least one open and one closed"),
+    ('[case]\nstatuses = [{name = "Open"}, {name = "Done", closed = true, stops_clock = true}]\n'
+     'default_status = "Open"\n', "case", "a closed status does not stop the clock: Done"),
+    (ONLY_TWO, "rules.reopen_status", "unknown case status 'Working' (one of 'New')"),
+    ('[case]\npriorities = ["High", "high"]\n', "case", "priorities: listed twice: High, high"),
+    ('[case]\ndefault_priority = "Urgent"\n', "case", "default_priority 'Urgent' is not one of priorities"),
+    ('[case]\ndefault_origin = "Fax"\n', "case", "default_origin 'Fax' is not one of origins"),
+    (f'[case]\ntypes = ["{LONG}"]\n', "case.types[0]", "at most 40"),
+    ('[case]\nstatuses = [{name = "New", closed = "maybe"}]\n', "case.statuses[0].closed", "valid boolean"),
+    ('[case]\nclose_requires = ["Colour"]\n', "case", "Colour is not a case field closing can require"),
+    ('[case]\nexternal_ids = {Contact = ["CreatedDate"]}\n', "case",
+     "external_ids.Contact: CreatedDate is not a field Contact records can be found by"),
+    ('[case]\nexternal_ids = {Case = ["Subject"]}\n', "case", "'Case' is not an object records are upserted by"),
+]
+
+
+@pytest.mark.parametrize(("toml", "key", "reason"), CASE_CHECKED, ids=[r for _, _, r in CASE_CHECKED])
+def test_case_values_are_checked_when_loading(tmp_path: Path, toml: str, key: str, reason: str) -> None:
+    msg = problems_of(write(tmp_path, toml))
+    assert f"{key}: " in msg and reason in msg, msg
