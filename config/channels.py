@@ -1,7 +1,9 @@
 """Settings of the webhook channels, one section each under `[channels.<name>]`: whether it is on, the
 route providers call, its secret (inline or from a file, never logged), and the cases it opens —
 Origin, Priority, owner, how long a conversation stays on one case, and what a message after the case
-closed does."""
+closed does. The messaging sections also say how agents' replies go back through the provider's API
+(credentials, our sender ids, the API's base URL: ingest/replies/configured.py); their tokens are read at
+start, so a rotated token file takes a restart."""
 
 from __future__ import annotations
 
@@ -31,15 +33,36 @@ class ChannelBase(Section):
         """(name, inline value, file) of each secret of the section, for validation."""
         return []
 
+    def _reply_secret_pairs(self) -> list[tuple[str, str, str]]:
+        """(name, inline value, file) of each optional secret for sending replies."""
+        return []
+
     @model_validator(mode="after")
     def _secrets(self) -> ChannelBase:
-        for name, value, path in self._secret_pairs():
+        for name, value, path in self._secret_pairs() + self._reply_secret_pairs():
             if value and path:
                 raise ValueError(f"set {name} or {name}_file, not both")
             if path and not Path(path).is_file():
                 raise ValueError(f"{name}_file not found: {path}")
+        for name, value, path in self._secret_pairs():
             if self.enabled and not value and not path:
                 raise ValueError(f"enabled without {name} (or {name}_file): requests could not be verified")
+        return self
+
+
+class ReplyingChannel(ChannelBase):
+    """A channel agents reply on, through the provider's API (store.agent_replies, ingest/worker/reply_sender.py)."""
+
+    reply_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Seconds one reply's request to the provider may take; then it is tried again later (a request that
+    timed out may still have been delivered: providers take no idempotency key)."""
+
+    @model_validator(mode="after")
+    def _reply_urls(self) -> ReplyingChannel:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name.endswith("_url") and value and not value.lower().startswith(("https://", "http://")):
+                raise ValueError(f"{name} must be an http(s) URL: {value!r}")
         return self
 
 
@@ -93,14 +116,15 @@ class WebFormChannel(ChannelBase):
         return self
 
 
-class TwilioChannel(ChannelBase):
+class TwilioChannel(ReplyingChannel):
     """Twilio Programmable Messaging (SMS, MMS, WhatsApp via Twilio) and Voice status callbacks."""
 
     auth_token: str = ""
     auth_token_file: str = ""
     """The account's Auth Token: the key of X-Twilio-Signature (and, with the AccountSid, of media fetches)."""
     account_sid: str = ""
-    """When set, requests for any other AccountSid are refused (403). Empty = any account signed with the token."""
+    """When set, requests for any other AccountSid are refused (403), and replies are sent as this account.
+    Empty = any account signed with the token, and no replies over Twilio."""
     shared_keys: dict[str, str] = {}
     """Webhooks Rules SharedKey id → secret, for requests carrying X-Twilio-Webhooks-Signature-Settings."""
     messaging_path: str = "/hooks/twilio/messaging"
@@ -117,12 +141,30 @@ class TwilioChannel(ChannelBase):
     """Time allowed for all media of one message (Twilio waits 15 s for the answer)."""
     media_hosts: list[str] = ["api.twilio.com"]
     """Hosts (and their subdomains) media is downloaded from; the account's credentials go nowhere else."""
+    api_key_sid: str = ""
+    api_key_secret: str = ""
+    api_key_secret_file: str = ""
+    """An API key (SK…) and its secret to send replies with instead of the Auth Token (recommended)."""
+    sms_from: str = ""
+    """The number (E.164) SMS replies go from when the conversation does not name the number the
+    customer wrote to. Replies go from that number when it does."""
+    whatsapp_from: str = ""
+    """The same for WhatsApp replies via Twilio (E.164, without the whatsapp: prefix)."""
+    messaging_service_sid: str = ""
+    """A Messaging Service (MG…) that picks the number when neither of the above is known."""
+    status_callback_url: str = ""
+    """Where Twilio posts the delivery statuses of replies. Empty = [http] public_base_url + messaging_path
+    (no callback when public_base_url is unset)."""
+    api_base_url: str = "https://api.twilio.com/2010-04-01"
 
     def _secret_pairs(self) -> list[tuple[str, str, str]]:
         return [("auth_token", self.auth_token, self.auth_token_file)]
 
+    def _reply_secret_pairs(self) -> list[tuple[str, str, str]]:
+        return [("api_key_secret", self.api_key_secret, self.api_key_secret_file)]
 
-class MetaChannel(ChannelBase):
+
+class MetaChannel(ReplyingChannel):
     """Meta webhooks: WhatsApp Cloud API, Messenger, Instagram (one route for all three)."""
 
     app_secret: str = ""
@@ -135,14 +177,39 @@ class MetaChannel(ChannelBase):
     verify_token_file: str = ""
     """File holding the verify token (first line), read on every handshake."""
     path: str = "/hooks/meta"
-    """The callback URL's path: GET answers the handshake, POST receives the events."""
+    """The callback URL's path: GET answers the handshake, POST receives the events (and WhatsApp's
+    delivery statuses of replies)."""
+    whatsapp_phone_number_id: str = ""
+    """The WhatsApp Cloud API phone number id replies go from when the conversation does not name the
+    one the customer wrote to."""
+    whatsapp_access_token: str = ""
+    whatsapp_access_token_file: str = ""
+    """A system user's token with whatsapp_business_messaging. Empty = no WhatsApp Cloud replies."""
+    page_id: str = "me"
+    """The Page whose Send API Messenger and Instagram replies use ("me" = the token's own Page)."""
+    page_access_token: str = ""
+    page_access_token_file: str = ""
+    """The Page access token (pages_messaging). Empty = no Messenger replies."""
+    instagram_access_token: str = ""
+    instagram_access_token_file: str = ""
+    """The token for Instagram replies (instagram_manage_messages). Empty = the Page access token."""
+    human_agent_tag: bool = False
+    """Send Messenger/Instagram replies up to 7 days after the customer's last message with the HUMAN_AGENT
+    tag (the app needs that permission); off = 24 hours."""
+    graph_api_base_url: str = "https://graph.facebook.com/v23.0"
+    """The Graph API, with its version (versions live two years)."""
 
     def _secret_pairs(self) -> list[tuple[str, str, str]]:
         return [("app_secret", self.app_secret, self.app_secret_file),
                 ("verify_token", self.verify_token, self.verify_token_file)]
 
+    def _reply_secret_pairs(self) -> list[tuple[str, str, str]]:
+        return [("whatsapp_access_token", self.whatsapp_access_token, self.whatsapp_access_token_file),
+                ("page_access_token", self.page_access_token, self.page_access_token_file),
+                ("instagram_access_token", self.instagram_access_token, self.instagram_access_token_file)]
 
-class TelegramChannel(ChannelBase):
+
+class TelegramChannel(ReplyingChannel):
     """Telegram Bot API webhook: messages and edits sent to the bot."""
 
     secret_token: str = ""
@@ -152,12 +219,19 @@ class TelegramChannel(ChannelBase):
     """A file whose first line is the secret token (instead of `secret_token`; read on each request)."""
     path: str = "/hooks/telegram"
     """The route setWebhook points at (add an unguessable segment if you like)."""
+    bot_token: str = ""
+    bot_token_file: str = ""
+    """The bot's token from @BotFather, to send replies with (sendMessage). Empty = no Telegram replies."""
+    api_base_url: str = "https://api.telegram.org"
 
     def _secret_pairs(self) -> list[tuple[str, str, str]]:
         return [("secret_token", self.secret_token, self.secret_token_file)]
 
+    def _reply_secret_pairs(self) -> list[tuple[str, str, str]]:
+        return [("bot_token", self.bot_token, self.bot_token_file)]
 
-class XChannel(ChannelBase):
+
+class XChannel(ReplyingChannel):
     """X Account Activity API: DMs and mentions."""
 
     consumer_secret: str = ""
@@ -169,9 +243,23 @@ class XChannel(ChannelBase):
     `for_user_id`, the subscribed account), and tweets count as mentions when they mention it."""
     path: str = "/hooks/x"
     """The route registered as the webhook URL: GET answers the CRC, POST takes the events."""
+    consumer_key: str = ""
+    access_token: str = ""
+    access_token_secret: str = ""
+    access_token_secret_file: str = ""
+    """OAuth 1.0a user context of the support account, for DM replies: the app's API key (with the consumer
+    secret above) and the account's access token and secret."""
+    oauth2_user_token: str = ""
+    oauth2_user_token_file: str = ""
+    """Or an OAuth 2.0 user access token (dm.write); it expires: refreshing it is yours. Neither = no X replies."""
+    api_base_url: str = "https://api.x.com/2"
 
     def _secret_pairs(self) -> list[tuple[str, str, str]]:
         return [("consumer_secret", self.consumer_secret, self.consumer_secret_file)]
+
+    def _reply_secret_pairs(self) -> list[tuple[str, str, str]]:
+        return [("access_token_secret", self.access_token_secret, self.access_token_secret_file),
+                ("oauth2_user_token", self.oauth2_user_token, self.oauth2_user_token_file)]
 
 
 class DispositionRule(Section):
@@ -221,7 +309,7 @@ class CtiChannel(ChannelBase):
         return self
 
 
-class ChatChannel(ChannelBase):
+class ChatChannel(ReplyingChannel):
     """The generic chat webhook (a site chat widget, any provider not listed)."""
 
     secret: str = ""
@@ -232,6 +320,11 @@ class ChatChannel(ChannelBase):
     """A request whose X-Casegate-Timestamp is further than this from now (past or future) is refused."""
     default_region: PhoneRegion = Field(default="", pattern=r"^([A-Z]{2})?$")
     """ISO country (GB, US ...) for visitor phone numbers given without a country code."""
+    reply_url: str = ""
+    """Where agents' replies are POSTed, signed with `secret` as inbound messages are (format in
+    ingest/replies/chat.py). Empty = no chat replies."""
+    reply_max_text: int = Field(default=10_000, ge=1)
+    """Characters of one reply the widget takes."""
 
     def _secret_pairs(self) -> list[tuple[str, str, str]]:
         return [("secret", self.secret, self.secret_file)]

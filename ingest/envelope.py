@@ -8,6 +8,11 @@ Version 2 carries a message that is not an email (SMS, chat, a call, a form …)
 `meta`, the media and details as JSON text; such records may still be on the bus while a deployment
 upgrades, so `decode` reads them too, into the same `entry`. Upgrade workers before ingest processes: a
 worker of version 1 dead-letters a version 2 record (replayable once it is upgraded), never misreads it.
+
+A record may instead carry a `delivery` report: a provider's delivery status of a message we sent (Twilio's
+status callback, Meta's `statuses[]`), which the worker applies to the agent's reply it names instead of
+recording a message. A worker that predates the field refuses such a record (no unknown field is
+accepted) and dead-letters it, replayable once it is upgraded: it never takes one for a customer's message.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from casegate.config.channel_list import Channel as Channel  # the envelope's channels, listed in config
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -81,6 +86,19 @@ class Entry(_Value):
     action: Text | None = None
 
 
+class DeliveryReport(_Value):
+    """A provider's delivery status of a message we sent (an agent's reply), named by the provider's id."""
+
+    source: Text
+    """The provider (twilio, meta): with `message_id`, which reply it is about."""
+    message_id: Text
+    status: Literal["queued", "sent", "delivered", "read", "failed"]
+    error_code: Text | None = None
+    error: Text | None = None
+    at: datetime | None = None
+    """When the provider says it happened, if it says."""
+
+
 class Envelope(_Value):
     schema_version: int = Field(default=SCHEMA, alias="schema")
     id: Text = Field(default_factory=lambda: str(uuid.uuid4()))
@@ -103,6 +121,8 @@ class Envelope(_Value):
     auto: Text | None = None
     entry: Entry | None = None
     """Set for every message that is not an email."""
+    delivery: DeliveryReport | None = None
+    """Set when the record is a delivery report, not a message (its `external_id` is message id/status)."""
     meta: dict[Text, Text] = {}
     """Small channel facts as strings (mail: raw headers, classification reason, cuts)."""
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from casegate.config import RoutingAddress
+from casegate.config import AccountSettings, RoutingAddress
 from casegate.rules.decision import Decision
 from casegate.rules.lifecycle import DEFAULT_STATUS, StatusChange
 from casegate.store.case_matcher import thread_keys
@@ -20,6 +20,7 @@ from casegate.store.ids import new_id
 from casegate.store.inbound import InboundMessage, to_json
 from casegate.store.lookups import CaseState, ContactRef
 from casegate.store.models import (
+    Account,
     Attachment,
     Base,
     Case,
@@ -57,10 +58,10 @@ def ledger_key(m: InboundMessage) -> tuple[str, str]:
 
 
 class BatchWriter:
-    def __init__(self, conn: Connection, now: datetime):
+    def __init__(self, conn: Connection, now: datetime, accounts: AccountSettings | None = None):
         self.s = conn
         self.now = now
-        self.contacts = ContactResolver(now)
+        self.contacts = ContactResolver(now, accounts)
         self._entries: list[dict[str, Any]] = []
         self._pending: list[dict[str, Any]] = []
         self._cases: dict[str, dict[str, Any]] = {}
@@ -184,6 +185,7 @@ class BatchWriter:
             "Recipient": _cut(next(iter(m.recipients), None), "handle"),
             "MediaUrls": json.dumps(list(m.media)) if m.media else None,
             "Details": json.dumps(dict(m.details)) if m.details else None,
+            "Source": m.source[:20] if m.source else None, "Status": None,
             "EntryTime": m.message_date or m.received_at, "CreatedDate": self.now,
         })
         self._add_attachments(case_id, m, None)
@@ -250,7 +252,8 @@ class BatchWriter:
             table = Base.metadata.tables[EmailMessage.__tablename__]
             self.s.execute(update(table).where(table.c.Id == bindparam("b_id")).values(IsBounced=True),
                            [{"b_id": i} for i in self._bounced])
-        for model, rows in ((Contact, self.contacts.contacts), (ContactHandle, self.contacts.handles),
+        for model, rows in ((Account, self.contacts.accounts), (Contact, self.contacts.contacts),
+                            (ContactHandle, self.contacts.handles),
                             (Case, list(self._cases.values())), (ConversationEntry, self._entries),
                             (EmailMessage, self._emails), (Attachment, self._attachments),
                             (CaseFeed, self._feed), (ProcessedMessage, self._ledger), (Outbox, self._outbox),

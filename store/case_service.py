@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from casegate.rules.lifecycle import change_status
 from casegate.store import lookups
+from casegate.store.agent_replies import Advance, DeliveryUpdate, apply_delivery_statuses
 from casegate.store.batch_writer import BatchWriter, ledger_key
 from casegate.store.case_matcher import CaseMatcher
 from casegate.store.case_policy import CasePolicy
@@ -119,6 +120,13 @@ class CaseService:
             writer.flush()
 
         await self._run(record)
+
+    async def apply_delivery_statuses(self, updates: Sequence[DeliveryUpdate], advance: Advance,
+                                      now: datetime | None = None) -> int:
+        """Providers' delivery statuses onto the agents' replies they name, in one transaction
+        (`store.agent_replies`); how many named a reply of ours."""
+        at = now or datetime.now(UTC)
+        return await self._run(lambda conn: apply_delivery_statuses(conn, updates, at, advance))
 
     async def change_status(self, case_number: str, status: str, now: datetime | None = None) -> None:
         """Set a case's Status (closing stamps ClosedDate, reopening clears it) and record it on the feed."""

@@ -5,6 +5,10 @@ the same person texting and calling is one contact) or by a handle on a messagin
 user id, Messenger PSID, X user id). Email comes first, then phone, then handle. An address or number
 shared by several contacts links none (the sender stays in the case's Supplied* fields), as Salesforce
 does. A handle seen for the first time on a contact found by phone or email is remembered for it.
+
+A new contact with an email address gets the Account of their email domain (`[accounts]`,
+`config.accounts`): the oldest whose Domain is it, else a new one named after it. On PostgreSQL, workers
+making Accounts at the same time take a transaction lock per domain first, so two never make one each.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from casegate.config import AccountSettings
 from casegate.store import lookups
 from casegate.store.ids import new_id
 from casegate.store.inbound import InboundMessage
 from casegate.store.lookups import ContactRef
+from casegate.store.models import Account
+from sqlalchemy import select, text
 
 Identity = tuple[str, str]
 """("email", key) | ("phone", E.164) | ("handle:<channel>", handle)."""
@@ -39,10 +46,14 @@ def identities(m: InboundMessage) -> list[Identity]:
 
 
 class ContactResolver:
-    def __init__(self, now: datetime):
+    def __init__(self, now: datetime, accounts: AccountSettings | None = None):
         self.now = now
+        self.account_settings = accounts if accounts is not None else AccountSettings()
+        self.accounts: list[dict[str, Any]] = []
         self.contacts: list[dict[str, Any]] = []
         self.handles: list[dict[str, Any]] = []
+        self._of_domain: dict[str, list[dict[str, Any]]] = {}
+        """New contacts (their rows) by the domain whose Account they get."""
         self._of: dict[Identity, ContactRef | None] = {}
         self._known_handles: set[Identity] = set()
 
@@ -77,6 +88,7 @@ class ContactResolver:
                 self._of.setdefault(ident, contact)
             if contact is not None:
                 self._remember_handle(m, contact)
+        self._link_accounts(conn)
 
     def contact_for(self, m: InboundMessage) -> ContactRef | None:
         ids = identities(m)
@@ -90,6 +102,31 @@ class ContactResolver:
         self.handles.append({"Channel": ident[0][7:], "Handle": ident[1], "ContactId": contact.id,
                              "CreatedDate": self.now})
 
+    def _link_accounts(self, conn: Any) -> None:
+        """The Account of each new contact's domain, found or made; their refs name it."""
+        domains = sorted(self._of_domain)
+        if not domains:
+            return
+        if conn.dialect.name == "postgresql":  # one at a time per domain; in order, so no deadlock
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('casegate.account_domain'), hashtext(:d))"),
+                         [{"d": d} for d in domains])
+        found: dict[str, tuple[str, str]] = {}
+        for i in range(0, len(domains), 2000):
+            rows = conn.execute(select(Account.Domain, Account.Id, Account.Name).where(
+                Account.Domain.in_(domains[i:i + 2000])).order_by(Account.CreatedDate.desc(), Account.Id.desc()))
+            found.update({domain: (aid, name) for domain, aid, name in rows})  # the oldest is written last
+        linked: dict[str, ContactRef] = {}
+        for domain in domains:
+            if domain not in found:
+                found[domain] = (new_id("Account"), domain)
+                self.accounts.append({"Id": found[domain][0], "Name": domain, "Domain": domain,
+                                      "CreatedDate": self.now})
+            for row in self._of_domain[domain]:
+                row["AccountId"] = found[domain][0]
+                linked[row["Id"]] = ContactRef(row["Id"], *found[domain])
+        self._of = {ident: linked.get(ref.id, ref) if ref else ref for ident, ref in self._of.items()}
+        self._of_domain.clear()
+
     def _new_contact(self, m: InboundMessage) -> ContactRef:
         email = email_key(m.sender_email)
         name = (m.sender_name or "").strip()
@@ -97,9 +134,12 @@ class ContactResolver:
         fallback = email.split("@")[0] if email else (m.sender_phone or m.sender_handle or "Unknown")
         cid = new_id("Contact")
         phone = m.sender_phone[:40] if m.sender_phone else None
-        self.contacts.append({
-            "Id": cid, "FirstName": first[:40] or None, "LastName": (last or fallback)[:80],
+        row = {
+            "Id": cid, "AccountId": None, "FirstName": first[:40] or None, "LastName": (last or fallback)[:80],
             "Email": email[:80] if email else None, "EmailKey": email[:320] if email else None,
             "Phone": phone, "PhoneKey": phone, "CreatedDate": self.now,
-        })
+        }
+        self.contacts.append(row)
+        if domain := self.account_settings.account_domain(email):
+            self._of_domain.setdefault(domain[:255], []).append(row)
         return ContactRef(cid, None, None)

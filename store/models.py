@@ -277,6 +277,12 @@ class ConversationEntry(Base):
     """JSON list of the media the message carried."""
     Details: Mapped[str | None] = mapped_column(Text)
     """JSON object of channel facts (call duration, disposition, agent, recording URL ...)."""
+    Source: Mapped[str | None] = mapped_column(String(20))
+    """Who delivered it (twilio, meta, telegram, x, chat, cti ...); for an agent's reply, the provider it
+    goes out through."""
+    Status: Mapped[str | None] = mapped_column(String(10))
+    """An agent's reply: its delivery status, which only moves forward — queued, sent, delivered, read — or
+    failed. None for the customer's messages."""
     EntryTime: Mapped[datetime]
     CreatedDate: Mapped[datetime]
 
@@ -424,3 +430,104 @@ class Counter(Base):
     __tablename__ = "counter"
     Name: Mapped[str] = mapped_column(String(40), primary_key=True)
     Value: Mapped[int] = mapped_column(Integer)
+
+
+class ReplyOutbox(Base):
+    """Agents' replies on messaging channels (store.agent_replies): one row per outgoing ConversationEntry,
+    written in the transaction that writes the entry and sent by the reply sender (worker role) through the
+    conversation's provider, with retry. Mail goes through `outbox` instead (SMTP, another payload)."""
+
+    __tablename__ = "reply_outbox"
+    __table_args__ = (Index("ix_reply_outbox_due", "Status", "NextAttemptAt"),)
+    EntryId: Mapped[str] = mapped_column(ForeignKey("conversation_entry.Id"), primary_key=True)
+    CaseId: Mapped[str] = mapped_column(ForeignKey("case.Id"), index=True)
+    Channel: Mapped[str] = mapped_column(String(20))
+    Provider: Mapped[str] = mapped_column(String(20))
+    """The route's provider (twilio, meta, telegram, x, chat): with Channel, which sender sends it."""
+    Recipient: Mapped[str] = mapped_column(String(255))
+    """The customer on the channel: E.164 number, PSID/IGSID, chat id, user id or visitor id."""
+    SenderId: Mapped[str | None] = mapped_column(String(255))
+    """Ours, where the customer wrote to one of several: the Twilio number, the WhatsApp phone number id."""
+    Thread: Mapped[str | None] = mapped_column(String(255))
+    """The conversation within the channel: a Telegram forum topic, the chat widget's conversation id."""
+    Template: Mapped[str | None] = mapped_column(Text)
+    """JSON {"name", "language", "parameters"}: an approved template sent instead of the entry's text."""
+    Status: Mapped[str] = mapped_column(String(10))
+    """queued, sent (the provider took it) or failed (refused, or out of attempts: still listed)."""
+    Attempts: Mapped[int] = mapped_column(Integer, default=0)
+    NextAttemptAt: Mapped[datetime]
+    LastError: Mapped[str | None] = mapped_column(Text)
+    CreatedDate: Mapped[datetime]
+    SentDate: Mapped[datetime | None]
+
+
+class DeliveryReceipt(Base):
+    """A provider's delivery status for a message id no reply carries yet (the status arrived before the
+    reply sender recorded the provider's answer): applied, and removed, when it does; kept 7 days."""
+
+    __tablename__ = "delivery_receipt"
+    Source: Mapped[str] = mapped_column(String(20), primary_key=True)
+    MessageIdentifier: Mapped[str] = mapped_column(String(765), primary_key=True)
+    Status: Mapped[str] = mapped_column(String(10))
+    """The furthest status reported so far (queued, sent, delivered, read, failed)."""
+    ErrorCode: Mapped[str | None] = mapped_column(String(40))
+    Error: Mapped[str | None] = mapped_column(String(1000))
+    ReceivedAt: Mapped[datetime] = mapped_column(index=True)
+
+
+class PublishStatus:
+    """A knowledge article's PublishStatus (Salesforce's values)."""
+
+    DRAFT: Final = "Draft"
+    ONLINE: Final = "Online"
+    """Published: what suggestions offer."""
+    ARCHIVED: Final = "Archived"
+
+
+class KnowledgeArticle(Base):
+    """A Salesforce Knowledge article (the Knowledge__kav object). casegate keeps one version per article:
+    an edit changes it in place, and publishing it again counts VersionNumber up. Its words are searched
+    through full-text objects migration 0009 makes beside the table (`store.knowledge`)."""
+
+    __tablename__ = "knowledge_article"
+    Id: Mapped[str] = _id()
+    """The version's id (ka0…)."""
+    KnowledgeArticleId: Mapped[str] = mapped_column(String(18), unique=True)
+    """The article's id, the same for all its versions (kA0…): what CaseArticle names."""
+    ArticleNumber: Mapped[str] = mapped_column(String(30), unique=True)
+    """Auto-numbered, nine digits (000001000 the first)."""
+    Title: Mapped[str] = mapped_column(String(255))
+    Summary: Mapped[str | None] = mapped_column(String(1000))
+    UrlName: Mapped[str] = mapped_column(String(255), unique=True)
+    Body__c: Mapped[str | None] = mapped_column(Text)
+    """The article's text (rich text: HTML). Salesforce's article types have no standard body field: each
+    org adds a custom one, so this one carries a custom field's `__c` suffix."""
+    PublishStatus: Mapped[str] = mapped_column(String(30))
+    """Draft, Online (published) or Archived."""
+    Language: Mapped[str] = mapped_column(String(40))
+    """A locale code, en_US by default."""
+    VersionNumber: Mapped[int] = mapped_column(Integer, default=1)
+    CreatedDate: Mapped[datetime]
+    CreatedById: Mapped[str | None] = mapped_column(String(18))
+    LastModifiedDate: Mapped[datetime]
+    LastModifiedById: Mapped[str | None] = mapped_column(String(18))
+    LastPublishedDate: Mapped[datetime | None]
+
+
+class CaseArticle(Base):
+    """A knowledge article attached to a case (Salesforce's CaseArticle), e.g. as its resolution. Never
+    changed; attaching an article the case has already gives the existing record."""
+
+    __tablename__ = "case_article"
+    __table_args__ = (UniqueConstraint("CaseId", "KnowledgeArticleId"),)
+    Id: Mapped[str] = _id()
+    CaseId: Mapped[str] = mapped_column(ForeignKey("case.Id"))
+    KnowledgeArticleId: Mapped[str] = mapped_column(ForeignKey("knowledge_article.KnowledgeArticleId"), index=True)
+    KnowledgeArticleVersionId: Mapped[str] = mapped_column(String(18))
+    """The version attached (the article's Id then)."""
+    ArticleLanguage: Mapped[str] = mapped_column(String(40))
+    ArticleVersionNumber: Mapped[int | None] = mapped_column(Integer)
+    IsSharedByEmail: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The article was sent to the customer by email."""
+    CreatedDate: Mapped[datetime]
+    CreatedById: Mapped[str | None] = mapped_column(String(18))

@@ -44,6 +44,7 @@ from casegate.ingest.listeners.descriptor_budget import (
 from casegate.ingest.listeners.http import HttpListener, count_responses
 from casegate.ingest.worker.consumer import Worker
 from casegate.ingest.worker.outbox import OutboxSender
+from casegate.ingest.worker.reply_sender import ReplySender
 from casegate.store.case_policy import CasePolicy
 from casegate.store.case_service import CaseService
 from casegate.store.channel_policy import channel_policies
@@ -217,6 +218,9 @@ class Daemon:
         self._worker_task: asyncio.Task[None] | None = None
         self.outbox: OutboxSender | None = None
         self._outbox_task: asyncio.Task[None] | None = None
+        self.replies: ReplySender | None = None
+        """Agents' replies on messaging channels, through their providers (worker role, when one is configured)."""
+        self._replies_task: asyncio.Task[None] | None = None
         self._pending_task: asyncio.Task[None] | None = None
         self.channels: ChannelContext | None = None
         self.webhooks: list[str] = []
@@ -312,6 +316,9 @@ class Daemon:
         if self.settings.outbound.enabled:
             self.outbox = OutboxSender(self.db, self.settings.outbound)
             self._outbox_task = asyncio.create_task(self.outbox.run(self._stopping), name="outbox")
+        self.replies = await ReplySender.open(self.db, self.settings)
+        if self.replies is not None:
+            self._replies_task = asyncio.create_task(self.replies.run(self._stopping), name="replies")
         self._pending_task = asyncio.create_task(self._release_pending(self.worker), name="pending")
 
     async def _release_pending(self, worker: Worker) -> None:
@@ -350,6 +357,9 @@ class Daemon:
         if self._outbox_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._outbox_task, self.settings.outbound.timeout)
+        if self._replies_task is not None and self.replies is not None:  # the send under way finishes
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._replies_task, self.replies.lease.total_seconds())
         if self._pending_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pending_task, 10)

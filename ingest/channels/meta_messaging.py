@@ -9,8 +9,9 @@ the 200 (503 otherwise: Meta redelivers the whole request, the worker dedupes by
 
 WhatsApp: `entry[].changes[field=messages].value.messages[]`, read by meta_whatsapp.py. Messenger /
 Instagram (here): `entry[].messaging[]` events with a `message` (or a `postback`), sender = PSID /
-IGSID. Ignored with 200: WhatsApp `statuses[]` and other fields, echoes of our own messages, unsent
-(deleted) messages, delivery / read / reaction events, `standby` events and other objects. The
+IGSID. WhatsApp `statuses[]` (of agents' replies) are published as delivery reports. Ignored with 200:
+other fields, echoes of our own messages, unsent (deleted) messages, Messenger delivery / read /
+reaction events, `standby` events and other objects. The
 delivery's shapes are meta_payload.py; a malformed one is a 400 naming the field.
 """
 
@@ -32,7 +33,7 @@ from casegate.ingest.channels.meta_payload import (
     ReplyTo,
     WhatsAppDelivery,
 )
-from casegate.ingest.channels.meta_whatsapp import whatsapp_envelopes
+from casegate.ingest.channels.meta_whatsapp import whatsapp_envelopes, whatsapp_status_envelopes
 from casegate.ingest.channels.payload import as_detail
 from casegate.ingest.channels.webhook import (
     ChannelContext,
@@ -86,12 +87,13 @@ def _receiver(ctx: ChannelContext) -> Any:
 
 
 def envelopes(payload: Any) -> list[Envelope]:
-    """Every customer message of a (verified) delivery; Rejected 400 naming the first malformed field."""
+    """Every customer message of a (verified) delivery, then WhatsApp's delivery reports; Rejected 400
+    naming the first malformed field."""
     if not isinstance(payload, Mapping):
         raise Rejected(400, "body is not a JSON object", "object")
     kind = validated(Delivery, payload).object
     if kind == "whatsapp_business_account":
-        return whatsapp_envelopes(validated(WhatsAppDelivery, payload))
+        return whatsapp_envelopes(validated(WhatsAppDelivery, payload)) + whatsapp_status_envelopes(payload)
     if kind in MESSAGING_OBJECTS:
         return _messaging(MESSAGING_OBJECTS[kind], validated(MessagingDelivery, payload))
     log.info("meta.ignored", object=kind)

@@ -6,12 +6,14 @@ its wamid the idempotency key: sender = `from` in E.164 (the business-scoped `us
 one, as the handle), recipient = our business number. Every message type is recorded, never dropped:
 text, media (as the Graph URL of its id), interactive and button replies, locations, contact cards,
 reactions, system messages and orders are rendered; any other type is kept with its payload and errors.
-`statuses[]` (delivery reports of our own messages) and other change fields publish nothing.
+`statuses[]` (the delivery statuses of agents' replies) become delivery reports (`whatsapp_status_envelopes`),
+which the worker applies to the reply each names; other change fields publish nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from casegate.ingest.channels.meta_payload import (
     Button,
@@ -32,6 +34,7 @@ from casegate.ingest.channels.meta_payload import (
 from casegate.ingest.channels.payload import as_detail
 from casegate.ingest.channels.webhook import Rejected, e164, message_envelope, validated
 from casegate.ingest.envelope import Envelope, Sender
+from casegate.ingest.replies.delivery_status import meta_statuses, report_envelope
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 MEDIA_FIELDS = ("id", "mime_type", "sha256", "filename", "caption", "voice", "animated")
@@ -66,6 +69,16 @@ def whatsapp_envelopes(delivery: WhatsAppDelivery) -> list[Envelope]:
                 out.append(_whatsapp_message(message, value.contacts, recipient, number_id or "",
                                              f"{at}.messages[{k}]."))
     return out
+
+
+def whatsapp_status_envelopes(payload: Mapping[str, Any]) -> list[Envelope]:
+    """A delivery report for each status of a (verified) WhatsApp delivery, in order; Rejected 400 naming
+    a malformed status."""
+    try:
+        updates = meta_statuses(payload)
+    except ValueError as e:
+        raise Rejected(400, str(e), str(e).split(" ", 1)[0]) from None
+    return [report_envelope("whatsapp", "meta", update) for update in updates]
 
 
 def _whatsapp_message(msg: Message, contacts: Sequence[Contact], recipient: str, number_id: str,

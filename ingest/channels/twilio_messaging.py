@@ -7,7 +7,8 @@ external id = MessageSid, so a redelivery is one message), acknowledged with an 
 <Response/> (Twilio then sends no reply) once the bus has it. Its media URLs are recorded; with
 `fetch_media` the media are also downloaded into the blob store first (a failed download still
 publishes the message, with the URLs, and says so in its details). Delivery status callbacks
-(MessageStatus without Body) are acknowledged and logged, never turned into cases. The fields read
+(MessageStatus without Body: the statuses of agents' replies) are published as delivery reports, which
+the worker applies to the reply they name; they never become cases. The fields read
 are twilio_payload.py's models; a malformed one is a 400 naming it as Twilio spells it.
 """
 
@@ -39,6 +40,7 @@ from casegate.ingest.channels.webhook import (
     webhook,
 )
 from casegate.ingest.envelope import Channel, Envelope, Sender
+from casegate.ingest.replies.delivery_status import report_envelope, twilio_status
 
 log = structlog.get_logger("casegate.twilio")
 
@@ -183,12 +185,15 @@ def envelope_of(message: InboundMessage, media: Sequence[MediaItem], extra: Mapp
 
 def messaging_handler(ctx: ChannelContext, fetcher: MediaFetcher) -> Handler:
     async def handle(request: web.Request, body: bytes) -> web.StreamResponse:
-        p = fields(await verified_params(ctx, request, body))
+        params = await verified_params(ctx, request, body)
+        p = fields(params)
         if "MessageStatus" in p and "Body" not in p:
-            status = validated(StatusCallback, p)
-            log.info("twilio.status_callback", message_sid=status.message_sid, status=status.message_status,
-                     error_code=status.error_code)
-            return twiml()
+            validated(StatusCallback, p)
+            update = twilio_status(params)
+            if update is None:  # not a status of a message of ours
+                return twiml()
+            channel: Channel = "whatsapp" if (update.recipient or "").lower().startswith("whatsapp:") else "sms"
+            return await publish_all(ctx, "twilio", [report_envelope(channel, "twilio", update)], ok=twiml())
         message = validated(InboundMessage, p)  # malformed input is refused before any download
         media = message.media()
         envelope = envelope_of(message, media, {})

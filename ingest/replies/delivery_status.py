@@ -1,8 +1,9 @@
 """The delivery statuses providers report for the messages we sent, as one vocabulary (queued, sent,
 delivered, read, failed), and the pure functions that read them from Twilio's status callback form and
-from the `statuses[]` of Meta's WhatsApp webhook. Where a status lands on its ConversationEntry is the
-webhook's business; `next_status` says whether it moves the entry at all (providers deliver out of
-order: `read` may arrive before `delivered`, and a status never goes backwards)."""
+from the `statuses[]` of Meta's WhatsApp webhook. The webhooks publish each as a delivery report on the
+bus (`report_envelope`), durably before their 200; the worker applies it to the reply it names
+(store.agent_replies), where `next_status` says whether it moves the entry at all (providers deliver out
+of order: `read` may arrive before `delivered`, and a status never goes backwards)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from casegate.ingest.envelope import Channel, DeliveryReport, Envelope, Sender
 
 
 class DeliveryStatus(StrEnum):
@@ -46,6 +49,21 @@ def next_status(current: DeliveryStatus | None, incoming: DeliveryStatus) -> Del
     if incoming is DeliveryStatus.FAILED:
         return incoming if RANK[current] < RANK[DeliveryStatus.DELIVERED] else current
     return incoming if RANK[incoming] > RANK[current] else current
+
+
+def advance_status(current: str | None, incoming: str) -> str:
+    """`next_status` over the store's strings (a value it does not know counts as none)."""
+    known = DeliveryStatus(current) if current in {s.value for s in DeliveryStatus} else None
+    return next_status(known, DeliveryStatus(incoming)).value
+
+
+def report_envelope(channel: Channel, source: str, update: StatusUpdate) -> Envelope:
+    """The bus record of a status update, keyed by the provider's message id (one message's reports stay
+    in order on one partition); no customer data beyond what names the message."""
+    return Envelope(channel=channel, external_id=f"{update.message_id}/{update.status.value}",
+                    conversation_key=f"{source}:{update.message_id}", sender=Sender(),
+                    delivery=DeliveryReport(source=source, message_id=update.message_id, status=update.status.value,
+                                            error_code=update.error_code, error=update.error, at=update.at))
 
 
 # -- Twilio (https://www.twilio.com/docs/messaging/guides/track-outbound-message-status) ------------

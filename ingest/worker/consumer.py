@@ -6,7 +6,8 @@ commits nothing. A permanent failure is narrowed to the message(s) that cause it
 dead-letter topic with the error; the rest of the batch goes on. An offset is committed only after
 every record of the batch is either in the case store or in the dead-letter topic. A mail whose
 hand-off failed after its raw original was stored (ingest/mail/handoff.py) arrives marked so, and is
-dead-lettered with its error.
+dead-lettered with its error. A delivery report (a provider's status of an agent's reply) is applied to
+the reply it names, after the batch's messages, forward only (ingest.replies.delivery_status).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from casegate.ingest.envelope import Entry, Envelope, EnvelopeError, decode
 from casegate.ingest.mail.handoff import HANDOFF_ERROR
 from casegate.ingest.mail.mime import message_id, message_ids
 from casegate.ingest.metrics import WORKER_BATCH_SECONDS, WORKER_DEAD_LETTERED, WORKER_MESSAGES, WORKER_RETRIES
+from casegate.ingest.replies.delivery_status import advance_status
+from casegate.store.agent_replies import DeliveryUpdate
 from casegate.store.case_service import CaseService
 from casegate.store.errors import PermanentStoreError, TemporaryStoreError
 from casegate.store.inbound import InboundAttachment, InboundMessage, Outcome
@@ -149,15 +152,21 @@ class Worker:
         """Put the records in the case store or the dead-letter topic; commits no offset."""
         started = time.perf_counter()
         good: list[tuple[Record, InboundMessage]] = []
+        reports: list[tuple[Record, DeliveryUpdate]] = []
         dead: list[DeadLetter] = []
         for r in records:
             try:
-                good.append((r, self._prepare(r)))
+                item = self._prepare(r)
+                if isinstance(item, DeliveryUpdate):
+                    reports.append((r, item))
+                else:
+                    good.append((r, item))
             except (EnvelopeError, PermanentMessageError) as e:
                 dead.append(DeadLetter(r, str(e)))
             except Exception as e:  # unforeseen: this record goes aside, the line goes on
                 dead.append(DeadLetter(r, f"cannot read record: {type(e).__name__}: {e}"))
         outcomes = await self._record(good, dead)
+        await self._apply_reports(reports, dead)
         for d in dead:
             await self._dead_letter(d)
         self.processed += len(records)
@@ -167,8 +176,11 @@ class Worker:
             log.debug("worker.batch", records=len(records), dead=len(dead), ms=round(seconds * 1000, 1))
         return outcomes
 
-    def _prepare(self, r: Record) -> InboundMessage:
+    def _prepare(self, r: Record) -> InboundMessage | DeliveryUpdate:
         env = decode(r.value)
+        if env.delivery is not None:
+            d = env.delivery
+            return DeliveryUpdate(d.source, d.message_id, d.status, d.error_code, d.error)
         missing = [s for s in [env.raw_sha256, *(a.sha256 for a in env.attachments)] if s and not self.blobs.exists(s)]
         if missing:
             raise PermanentMessageError(f"claimed blob(s) missing from the blob store: {', '.join(missing)}")
@@ -205,6 +217,31 @@ class Worker:
             log.info("worker.message", channel=o.channel, external_id=o.external_id, outcome=o.outcome,
                      case_number=o.case_number, rule=o.rule, partition=r.partition, offset=r.offset)
         return [o for _, o in pairs]
+
+    async def _apply_reports(self, reports: list[tuple[Record, DeliveryUpdate]], dead: list[DeadLetter]) -> None:
+        """Delivery statuses onto the replies they name, in one transaction; one that the store refuses
+        (or that fails unforeseen) is narrowed down and dead-lettered, as messages are."""
+        if not reports:
+            return
+        try:
+            await self.service.apply_delivery_statuses([u for _, u in reports], advance_status)
+            applied = reports
+        except TemporaryStoreError:
+            raise
+        except Exception as e:
+            log.warning("worker.reports_refused", records=len(reports), error=str(e)[:300])
+            applied = []
+            for r, u in reports:
+                try:
+                    await self.service.apply_delivery_statuses([u], advance_status)
+                    applied.append((r, u))
+                except TemporaryStoreError:
+                    raise
+                except Exception as one:
+                    dead.append(DeadLetter(r, f"delivery status not applied: {type(one).__name__}: {one}"))
+        for r, u in applied:
+            log.info("worker.delivery_status", source=u.source, external_id=u.message_id, status=u.status,
+                     partition=r.partition, offset=r.offset)
 
     async def _dead_letter(self, d: DeadLetter) -> None:
         r = d.record

@@ -201,14 +201,16 @@ async def test_text_and_document_in_one_delivery_make_one_case_with_two_entries(
         await p.daemon.stop()
 
 
-async def test_statuses_only_are_acknowledged_and_publish_nothing(meta: Pipeline) -> None:
+async def test_statuses_are_kept_as_delivery_reports_and_open_no_case(meta: Pipeline) -> None:
     statuses = [{"id": "wamid.OUT1", "status": "delivered", "timestamp": "1780402300", "recipient_id": "4915112345678"},
                 {"id": "wamid.OUT1", "status": "read", "timestamp": "1780402310", "recipient_id": "4915112345678"}]
-    assert await post(meta, whatsapp(statuses=statuses)) == (200, {"accepted": 0})
+    assert await post(meta, whatsapp(statuses=statuses)) == (200, {"accepted": 2})
     other_field = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
         {"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}}]}]}
     assert await post(meta, other_field) == (200, {"accepted": 0})
-    await nothing_published(meta)
+    assert await meta.published() == 2  # durable before the 200, as every inbound message
+    await meta.wait_idle()
+    assert await meta.cases() == []
 
 
 async def test_every_whatsapp_message_type_is_recorded_never_dropped(meta: Pipeline) -> None:

@@ -19,6 +19,7 @@ from casegate.store.case_policy import CasePolicy
 from casegate.store.case_service import CaseService
 from casegate.store.database import Database
 from casegate.store.inbound import InboundMessage
+from casegate.store.knowledge import is_search_object
 from casegate.store.migrate import current_revision, downgrade, head_revision, upgrade
 from casegate.store.models import Base, Counter, EmailMessage, Outbox
 from casegate.store.owners import ensure_owners
@@ -43,12 +44,16 @@ def on_sync_connection(url: str, fn: Callable[[Connection], T]) -> T:
 
 
 def schema_diff(conn: Connection) -> list[Any]:
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    """How the store's schema differs from the models, leaving out the full-text objects the models do not
+    describe (`store.knowledge.is_search_object`; test_knowledge.py checks they are there)."""
+    ctx = MigrationContext.configure(conn, opts={
+        "compare_type": True, "compare_server_default": True,
+        "include_name": lambda name, type_, parents: not is_search_object(name, type_, parents)})
     return list(compare_metadata(ctx, Base.metadata))
 
 
 def table_names(conn: Connection) -> set[str]:
-    return set(inspect(conn).get_table_names())
+    return {t for t in inspect(conn).get_table_names() if not is_search_object(t, "table", {})}
 
 
 def case_number_counter(conn: Connection) -> list[tuple[str, int]]:
