@@ -2,9 +2,10 @@
 change implies (IsClosed and ClosedDate follow Status, as Salesforce's CaseStatus.IsClosed does; IsStopped
 and StopStartDate follow a status that stops the clock), and what closing needs (`missing_to_close`).
 
-The values are `[case] statuses` (`config.case_settings`): `StatusModel.of(settings.case)`. The module's
-functions (`is_closed`, `change_status`) use the default values (`config.case_values`), which is what the
-worker runs on."""
+The values are `[case] statuses` (`config.case_settings`): `StatusModel.of(settings.case)`, which the worker
+(`store.case_policy.CasePolicy.statuses`) and the REST API (`store.records.RecordPolicy.statuses`) both run on.
+The module's functions (`is_closed`, `change_status`) and `DEFAULT_MODEL` are the default values
+(`config.case_values`), for callers without settings."""
 
 from __future__ import annotations
 

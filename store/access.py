@@ -158,7 +158,7 @@ async def authenticate(db: Database, token: str, now: datetime | None = None,
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
     now, digest = now or datetime.now(UTC), hash_token(token)
-    async with db.session() as s:
+    async with db.reading() as s:  # never waits for the write lock; LastUsedDate is written apart
         row = (await s.execute(
             select(ApiToken.Kind, ApiToken.ExpiresDate, ApiToken.RevokedDate, ApiToken.LastUsedDate,
                    User.Id, User.Role, User.IsActive)

@@ -1,6 +1,10 @@
 """The writes of one batch, gathered in memory and sent as a few multi-row statements at the end:
 contacts, cases (numbered in one counter update), email messages, attachments, thread references,
-feed entries and ledger rows. Used only inside the case service's transaction."""
+feed entries and ledger rows. Used only inside the case service's transaction.
+
+New cases take the `[case]` default Status and, unless the message, channel or routing address gives one of
+`[case] priorities`, the default Priority; a Status change follows the `[case]` status model (closing stamps
+ClosedDate, a status that stops the clock stops it)."""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from casegate.config import AccountSettings, RoutingAddress
+from casegate.config import AccountSettings, CaseSettings, RoutingAddress
 from casegate.rules.decision import Decision
-from casegate.rules.lifecycle import DEFAULT_STATUS, StatusChange
+from casegate.rules.lifecycle import Clock, StatusModel
 from casegate.store.case_matcher import thread_keys
 from casegate.store.channel_policy import CASE_FIELDS, ORIGINS, subject_of
 from casegate.store.contact_resolver import ContactResolver, email_key
@@ -57,11 +61,17 @@ def ledger_key(m: InboundMessage) -> tuple[str, str]:
     return m.channel, _cut(m.external_id, "message_id") or ""
 
 
+DEFAULT_CASE = CaseSettings()
+
+
 class BatchWriter:
-    def __init__(self, conn: Connection, now: datetime, accounts: AccountSettings | None = None):
+    def __init__(self, conn: Connection, now: datetime, accounts: AccountSettings | None = None,
+                 case: CaseSettings | None = None):
         self.s = conn
         self.now = now
         self.contacts = ContactResolver(now, accounts)
+        self.case = case or DEFAULT_CASE
+        self.statuses = StatusModel.of(self.case)
         self._entries: list[dict[str, Any]] = []
         self._pending: list[dict[str, Any]] = []
         self._cases: dict[str, dict[str, Any]] = {}
@@ -93,17 +103,22 @@ class BatchWriter:
         case_id = new_id("Case")
         origin = origin or (route.origin if route else ORIGINS.get(m.channel, m.channel.title()))
         supplied = {k: v for k, v in m.case_fields.items() if k in CASE_FIELDS and v}
+        status = self.statuses.default
+        clock = self.statuses.clock(None, status, Clock(False, None), self.now)
+        configured = priority or (route.priority if route else None)
+        if configured not in self.case.priorities:  # a section's "Medium" the [case] priorities do not have
+            configured = self.case.default_priority
         self._cases[case_id] = {
             "Id": case_id, "CaseNumber": None, "Subject": _cut(subject_of(m.subject, m.text), "subject"),
-            "Description": _cut(m.text, "description"), "Status": DEFAULT_STATUS,
-            "Priority": _cut(supplied.get("Priority") or priority or (route.priority if route else "Medium"),
-                             "picklist"),
+            "Description": _cut(m.text, "description"), "Status": status,
+            "Priority": _cut(supplied.get("Priority") or configured, "picklist"),
             "Type": _cut(supplied.get("Type") or ((route.type or None) if route else None), "picklist"),
             "Reason": _cut(supplied.get("Reason"), "picklist"), "Language": _cut(supplied.get("Language"), "picklist"),
             "Comments": _cut(supplied.get("Comments"), "comments"),
             "SuppliedCompany": _cut(supplied.get("SuppliedCompany"), "supplied"),
             "Origin": origin, "IsClosed": False, "IsClosedOnCreate": False, "IsEscalated": False,
-            "IsStopped": False, "OwnerId": "", "ContactId": contact.id if contact else None,
+            "IsStopped": clock.is_stopped, "StopStartDate": clock.stop_start_date, "OwnerId": "",
+            "ContactId": contact.id if contact else None,
             "AccountId": contact.account_id if contact else None,
             "SuppliedName": _cut(m.sender_name, "supplied"), "SuppliedEmail": _cut(m.sender_email, "supplied"),
             "SuppliedPhone": _cut(m.sender_phone, "phone"), "ConversationKey": _cut(m.conversation_key, "key"),
@@ -116,7 +131,7 @@ class BatchWriter:
         because = f": {why}" if why else ""
         self.add_feed(case_id, "CaseCreated", body=f"Case opened from {origin}{via}{follow_up}{because}",
                       rule=why.rule if why else None)
-        return CaseState(case_id, "", DEFAULT_STATUS, False, None, m.conversation_key)
+        return CaseState(case_id, "", status, False, None, m.conversation_key)
 
     def new_case(self, case_id: str) -> Mapping[str, Any]:
         """The field values a case opened in this batch will be stored with (read-only)."""
@@ -130,12 +145,19 @@ class BatchWriter:
     def set_source(self, case_id: str, email_id: str) -> None:
         self._cases[case_id]["SourceId"] = email_id
 
-    def change_status(self, state: CaseState, change: StatusChange, reason: str, rule: str | None = None) -> None:
-        """Set the case's Status; the TrackedChange feed entry says `reason` and the `rule` that decided, if any."""
+    def set_status(self, state: CaseState, status: str, reason: str, rule: str | None = None) -> None:
+        """Set the case's Status as the `[case]` status model says (IsClosed, ClosedDate; the clock when
+        `status` stops it or leaving the old one starts it again); ValueError for a Status it does not have.
+        The TrackedChange feed entry says `reason` and the `rule` that decided, if any."""
         old = state.status
+        change = self.statuses.change(status, state.closed_date, self.now)
+        before = Clock(old in self.statuses.stops_clock, None)
+        clock = self.statuses.clock(old, status, before, self.now)
         fields = self._case_updates.setdefault(state.id, {"Id": state.id})
         fields.update(Status=change.status, IsClosed=change.is_closed, ClosedDate=change.closed_date,
                       LastModifiedDate=self.now)
+        if clock.is_stopped != before.is_stopped:
+            fields.update(IsStopped=clock.is_stopped, StopStartDate=clock.stop_start_date)
         state.status, state.is_closed, state.closed_date = change.status, change.is_closed, change.closed_date
         self.add_feed(state.id, "TrackedChange", field="Status", old=old, new=change.status, body=reason, rule=rule)
 

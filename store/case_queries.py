@@ -88,7 +88,7 @@ async def find_cases(db: Database, where: CaseFilter | None = None, *, limit: in
     them from `offset`, with the count of every match. Raises OwnerNotFound for an owner no queue or
     user has."""
     where = where or CaseFilter()
-    async with db.session() as s:
+    async with db.reading() as s:
         conditions = await _conditions(s, where)
         total = int((await s.execute(select(func.count()).select_from(Case).where(*conditions))).scalar_one())
         rows = (await s.execute(
@@ -99,7 +99,7 @@ async def find_cases(db: Database, where: CaseFilter | None = None, *, limit: in
 
 async def list_cases(db: Database, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
     """Every case, oldest first (by CaseNumber)."""
-    async with db.session() as s:
+    async with db.reading() as s:
         rows = (await s.execute(_listing().order_by(Case.CaseNumber).limit(limit).offset(offset))).all()
     return [_listed(case, email, owner) for case, email, owner in rows]
 
@@ -152,14 +152,14 @@ async def _owner_ids(s: AsyncSession, owner: str) -> list[str]:
 
 
 async def count_cases(db: Database) -> int:
-    async with db.session() as s:
+    async with db.reading() as s:
         return int((await s.execute(select(func.count()).select_from(Case))).scalar_one())
 
 
 async def show_case(db: Database, case_number: str) -> dict[str, Any]:
     """The case with `EmailMessages`, `ConversationEntries`, `Attachments`, `CaseComments` and `Feed`
     (oldest first), and `messages`: the emails and conversation entries together."""
-    async with db.session() as s:
+    async with db.reading() as s:
         case = (await s.execute(select(Case).where(Case.CaseNumber == case_number))).scalar()
         if case is None:
             raise CaseNotFound(case_number)

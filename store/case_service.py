@@ -5,6 +5,7 @@ EmailMessages, changes status and writes the case feed. The worker and the REST 
 (`store.lookups`), the decisions are made in memory in message order (so a reply later in the same
 batch finds the case an earlier message opened), and the writes go out as a few multi-row inserts.
 The ledger row of each message is written in the same transaction, so redelivery is a no-op.
+Statuses, the defaults of new cases and contacts' Accounts follow the policy's `[case]` and `[accounts]`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from casegate.rules.lifecycle import change_status
 from casegate.store import lookups
 from casegate.store.agent_replies import Advance, DeliveryUpdate, apply_delivery_statuses
 from casegate.store.batch_writer import BatchWriter, ledger_key
@@ -47,7 +47,7 @@ class CaseService:
 
     def _record(self, conn: Connection, messages: Sequence[InboundMessage], now: datetime,
                 releasing: Collection[tuple[str, str]] = ()) -> list[Outcome]:
-        writer = BatchWriter(conn, now)
+        writer = self._writer(conn, now)
         emails = [m for m in messages if m.channel == "email"]
         matcher = CaseMatcher.load(conn, emails, self.policy.thread_secret)
         done, dead = lookups.processed_keys(conn, {ledger_key(m) for m in messages})
@@ -71,6 +71,9 @@ class CaseService:
             outcomes.append(mail.place(m) if m.channel == "email" else other.place(m))
         numbers = writer.flush()
         return [_numbered(o, numbers) for o in outcomes]
+
+    def _writer(self, conn: Connection, now: datetime) -> BatchWriter:
+        return BatchWriter(conn, now, self.policy.accounts, self.policy.case)
 
     async def _run(self, fn: Callable[[Connection], T]) -> T:
         """`fn` in one transaction, its database failures sorted into permanent and temporary."""
@@ -114,7 +117,7 @@ class CaseService:
             done, dead = lookups.processed_keys(conn, {ledger_key(m)})
             if done:
                 return
-            writer = BatchWriter(conn, at)
+            writer = self._writer(conn, at)
             writer.replace_ledger(dead)
             writer.add_ledger(m, lookups.DEAD_LETTERED, None, None, None, reason=error)
             writer.flush()
@@ -129,7 +132,8 @@ class CaseService:
         return await self._run(lambda conn: apply_delivery_statuses(conn, updates, at, advance))
 
     async def change_status(self, case_number: str, status: str, now: datetime | None = None) -> None:
-        """Set a case's Status (closing stamps ClosedDate, reopening clears it) and record it on the feed."""
+        """Set a case's Status, one of the `[case]` statuses (closing stamps ClosedDate, reopening clears it),
+        and record it on the feed; ValueError for a Status the settings do not have."""
         at = now or datetime.now(UTC)
 
         def change(conn: Connection) -> None:
@@ -137,8 +141,8 @@ class CaseService:
             if row is None:
                 raise CaseNotFound(case_number)
             state = lookups.case_states(conn, [row])[row]
-            writer = BatchWriter(conn, at)
-            writer.change_status(state, change_status(status, state.closed_date, at), reason="status set")
+            writer = self._writer(conn, at)
+            writer.set_status(state, status, reason="status set")
             writer.flush()
 
         await self._run(change)

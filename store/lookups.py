@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from casegate.rules.acknowledgement import ACKNOWLEDGEMENT, NOTICE
 from casegate.store.models import (
     Account,
     Case,
@@ -147,8 +148,9 @@ def recent_ledger(s: Connection, senders: Collection[str], since: datetime) -> l
 
 
 def outbox_counts(s: Connection, addresses: Collection[str], since: datetime) -> dict[str, int]:
-    """How many mails we queued to each address since `since` (for the acknowledgement rate limit)."""
-    q = select(Outbox.ToAddress).where(Outbox.CreatedDate >= since)
+    """How many acknowledgements and notices we queued to each address since `since` (for their rate limit;
+    agents' replies do not count against it)."""
+    q = select(Outbox.ToAddress).where(Outbox.CreatedDate >= since, Outbox.Kind.in_((ACKNOWLEDGEMENT, NOTICE)))
     out: dict[str, int] = {}
     for (address,) in _rows(s, q, Outbox.ToAddress, addresses):
         out[address] = out.get(address, 0) + 1

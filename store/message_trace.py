@@ -73,7 +73,7 @@ async def export(db: Database, since: datetime | None = None, page: int = 5000) 
             q = q.order_by(ProcessedMessage.ReceivedAt, ProcessedMessage.Channel, ProcessedMessage.ExternalId)
             return list(conn.execute(q.limit(page)).all())
 
-        rows = await db.transaction(read)
+        rows = await db.read(read)
         for row in rows:
             yield _entry(row)
         if len(rows) < page:
@@ -98,4 +98,4 @@ async def find(db: Database, message_id: str) -> list[dict[str, Any]]:
         q = _query().where(or_(by_header, ProcessedMessage.ExternalId.in_(external)) if external else by_header)
         return list(conn.execute(q.order_by(ProcessedMessage.ReceivedAt)).all())
 
-    return [_entry(r) for r in await db.transaction(read)]
+    return [_entry(r) for r in await db.read(read)]

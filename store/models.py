@@ -146,7 +146,9 @@ class QueueMember(Base):
 
 class Case(Base):
     __tablename__ = "case"
-    __table_args__ = (Index("ix_case_Status_IsClosed", "IsClosed", "Status"),)
+    __table_args__ = (Index("ix_case_Status_IsClosed", "IsClosed", "Status"),
+                      # an owner's open cases, newest first: the API's common lookup (migration 0011)
+                      Index("ix_case_OwnerId_IsClosed_CreatedDate", "OwnerId", "IsClosed", "CreatedDate"))
     # identity
     Id: Mapped[str] = _id()
     CaseNumber: Mapped[str] = mapped_column(String(30), unique=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from casegate.rules import assignment, closed_case
 from casegate.rules.assignment import CaseFacts
 from casegate.rules.decision import Verdict, run
-from casegate.rules.lifecycle import change_status
 from casegate.store.batch_writer import BatchWriter
 from casegate.store.case_policy import CasePolicy
 from casegate.store.database import as_utc
@@ -46,10 +45,10 @@ class Placement:
         return run(closed_case.CHAIN, facts, self.writer.now)
 
     def reopen(self, state: CaseState, m: InboundMessage, policy: str, rule: str) -> None:
-        """Reopen the closed case `state` as `rule` (of `rules.closed_case`) decided under `policy`."""
-        change = change_status(self.policy.rules.reopen_status, state.closed_date, self.writer.now)
-        self.writer.change_status(state, change, reason=f"customer wrote again ({m.channel}); policy {policy}",
-                                  rule=rule)
+        """Reopen the closed case `state` as `rule` (of `rules.closed_case`) decided under `policy`: its Status
+        becomes `[rules] reopen_status`, one of the `[case]` statuses."""
+        self.writer.set_status(state, self.policy.rules.reopen_status,
+                               reason=f"customer wrote again ({m.channel}); policy {policy}", rule=rule)
 
     @staticmethod
     def threaded_body(m: InboundMessage, rule: str, note: str | None) -> str:

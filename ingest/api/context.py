@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+import aiohttp
 from aiohttp import web
 from casegate.config import Settings
 from casegate.config.settings import ApiSettings
@@ -19,6 +20,9 @@ from casegate.ingest.api.auth import TokenCache
 from casegate.ingest.api.errors import unavailable
 from casegate.ingest.api.journal import Journal
 from casegate.ingest.api.usage import Usage
+from casegate.ingest.app.thread_key import thread_secret
+from casegate.ingest.replies.configured import build_senders, reply_check
+from casegate.ingest.replies.sender import SenderTable
 from casegate.rules.access import Actor
 from casegate.store.database import Database
 from casegate.store.records import RecordPolicy
@@ -67,7 +71,8 @@ class ApiContext:
         self.settings = settings
         self.policy = RecordPolicy.of(settings)
         """The `[case]` and `[rules]` settings as the record layer applies them (picklists, closing,
-        external ids, the assignment of new cases)."""
+        external ids, the assignment of new cases); once started, also how agents' replies are sent and
+        checked (`replies_policy`)."""
         self._db: Database | None = None
         self.tokens = TokenCache(lambda: self.db, settings.api.token_cache_seconds)
         self.usage = Usage(settings.api.daily_requests)
@@ -85,11 +90,23 @@ class ApiContext:
     async def store(self, _app: web.Application) -> AsyncIterator[None]:
         s = self.settings
         self._db = Database(s.store_url, pool_size=s.store.pool_size, busy_timeout=s.store.sqlite_busy_timeout)
+        session = aiohttp.ClientSession()  # the reply senders are built on one; their checks send nothing
         try:
+            self.policy = replies_policy(s, session)
             yield
         finally:
             db, self._db = self._db, None
             await db.dispose()
+            await session.close()
+
+
+def replies_policy(settings: Settings, session: aiohttp.ClientSession) -> RecordPolicy:
+    """The record policy with what agents' replies need: the thread-token key (an outgoing EmailMessage is
+    sent through the outbox) and the configured reply senders' check (a ConversationEntry its provider would
+    refuse — too long, outside its window, no sender for its route — is refused before it is queued). A
+    secret that cannot be read stops the API from starting, as it stops the worker's reply sender."""
+    check = reply_check(SenderTable(build_senders(settings, session)))
+    return RecordPolicy.of(settings, thread_secret(settings), check)
 
 
 _PATH = re.compile(r"/services/data/v(\d{1,3}\.\d)(?:/(.*))?")

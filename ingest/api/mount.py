@@ -1,6 +1,7 @@
 """The API as an aiohttp sub-application under `/services` of the public application: the versions list
 (`GET /services/data`, no token needed), every resource of a version (`/services/data/vNN.N/…`, a token
-needed, routed by ingest/api/routes.py) and the OAuth token endpoint (ingest/api/oauth.py).
+needed, routed by ingest/api/routes.py) and the OAuth token endpoint (ingest/api/oauth.py); beside it,
+on the public application, the OpenAPI document and its page (ingest/api/openapi.py).
 
 Its middleware gives every answer Salesforce's shape: `ApiError`s as written; aiohttp's own 404 and 405
 as NOT_FOUND and METHOD_NOT_ALLOWED; a case store that cannot be reached as 503 SERVER_UNAVAILABLE;
@@ -21,6 +22,7 @@ from casegate.ingest.api import oauth
 from casegate.ingest.api.body import read_json
 from casegate.ingest.api.context import BASE, ApiContext, Call, Outcome, split_path
 from casegate.ingest.api.errors import ApiError, method_not_allowed, not_found, unavailable
+from casegate.ingest.api.openapi import ApiDocument
 from casegate.ingest.api.operations import UNREACHABLE
 from casegate.ingest.api.routes import dispatch
 
@@ -85,7 +87,9 @@ async def serve(ctx: ApiContext, request: web.Request) -> web.Response:
 
 
 def mount_api(app: web.Application, settings: Settings) -> None:
-    """Add the API under /services to the public application `app`."""
+    """Add the API under /services to the public application `app`, and its OpenAPI document
+    (`/openapi.json`) and page (`/docs`), which need no token: they say what a Salesforce client already
+    knows, plus the configured versions and `[case]` picklists."""
     ctx = ApiContext(settings)
     api = web.Application(middlewares=[salesforce_errors])
     api.cleanup_ctx.append(ctx.store)
@@ -95,3 +99,6 @@ def mount_api(app: web.Application, settings: Settings) -> None:
         api.router.add_route("*", path, partial(serve, ctx))
     api.router.add_post("/oauth2/token", partial(oauth.token, ctx))
     app.add_subapp("/services", api)
+    document = ApiDocument(ctx)
+    app.router.add_get("/openapi.json", document.serve_json)
+    app.router.add_get("/docs", document.serve_page)

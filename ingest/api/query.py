@@ -88,7 +88,7 @@ async def _page(ctx: ApiContext, call: Call, q: str, everything: bool, cursor: C
     except SoqlError as e:
         raise ApiError(400, e.error_code, e.message) from None
     with store_errors():
-        async with ctx.db.session() as session:
+        async with ctx.db.reading() as session:  # on SQLite: a snapshot that never waits for the writer
             page = await run(session, plan, api_version=call.version, page_size=size, cursor=cursor)
     body: dict[str, Any] = {"totalSize": page.total_size, "done": page.done, "records": page.records}
     if page.next_cursor is not None:

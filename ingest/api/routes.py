@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 
-from casegate.ingest.api import composite, query, sobject_collections, sobjects
+from casegate.ingest.api import composite, knowledge, query, sobject_collections, sobjects
 from casegate.ingest.api.context import ApiContext, Call, Outcome
 from casegate.ingest.api.errors import method_not_allowed, not_found
 
@@ -52,6 +52,7 @@ TABLE: list[tuple[tuple[str | None, ...], Mapping[str, Handler]]] = [
     (("sobjects",), {"GET": sobjects.global_describe}),
     (("sobjects", ANY), {"GET": sobjects.basic_info, "POST": sobjects.create}),
     (("sobjects", ANY, "describe"), {"GET": sobjects.describe}),
+    (("sobjects", ANY, "suggestedArticles"), {"GET": knowledge.suggested_articles}),
     (("sobjects", ANY, ANY), {"GET": sobjects.read, "PATCH": sobjects.update, "DELETE": sobjects.delete}),
     (("sobjects", ANY, ANY, ANY), {"PATCH": sobjects.upsert}),
     (("composite",), {"POST": partial(composite.composite, dispatch=dispatch)}),

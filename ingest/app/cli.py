@@ -17,13 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from casegate.config import ConfigError, Settings, load_settings
-from casegate.config.case_values import CLOSED_STATUSES, OPEN_STATUSES
 from casegate.ingest.app import cli_users
 from casegate.ingest.app.daemon import DATA_DIR_HINT, ROLES, Daemon, StartupError, open_store
+from casegate.ingest.app.heap import settle_heap
 from casegate.ingest.app.log_setup import configure_logging
 from casegate.ingest.bus.dead_letters import list_dead_letters, replay_dead_letters
 from casegate.ingest.channels.imap_status import print_mailbox_status
 from casegate.ingest.terminal_text import dumps, printable
+from casegate.rules.lifecycle import StatusModel
 from casegate.store import message_trace
 from casegate.store.case_queries import CaseFilter, CasePage, OwnerNotFound, find_cases, show_case
 from casegate.store.database import Database
@@ -31,7 +32,6 @@ from casegate.store.errors import CaseNotFound
 from casegate.store.migrate import MigrationError, StoreLocationError, migrate_store, store_name
 
 EXIT_USAGE = 2
-ALL_STATUSES = (*OPEN_STATUSES, *CLOSED_STATUSES)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,9 +106,10 @@ class _CommandsHelp(argparse.HelpFormatter):
 
 
 def _case_list_arguments(ls: argparse.ArgumentParser) -> None:
-    ls.add_argument("--status", type=_status, action="append", metavar="STATUS",
-                    help=f"only cases with this Status: {', '.join(ALL_STATUSES)}, or open (any open status); "
-                         "letter case ignored; repeat for several")
+    ls.add_argument("--status", action="append", metavar="STATUS",
+                    help="only cases with this Status: one of [case] statuses (by default New, Working, On Hold, "
+                         "Escalated, Closed), or open (any open status) or closed (any closed one); letter case "
+                         "ignored; repeat for several")
     ls.add_argument("--owner", metavar="OWNER",
                     help="only cases owned by this queue (by name) or user (by email or name); queue:NAME or "
                          "user:EMAIL names only that kind")
@@ -129,12 +130,20 @@ def _json_option(p: argparse.ArgumentParser, prints: str = "JSON (exact values) 
     p.add_argument("--json", action="store_true", help=f"print {prints}")
 
 
-def _status(value: str) -> str:
-    """`--status`: a case Status in any letter case, or `open` / `closed`."""
-    for status in (*ALL_STATUSES, "open", "closed"):
-        if value.strip().lower() == status.lower():
-            return status
-    raise argparse.ArgumentTypeError(f"unknown status {value!r} (one of {', '.join(ALL_STATUSES)}, or open)")
+def _statuses(values: Sequence[str], model: StatusModel) -> tuple[str, ...]:
+    """`--status` values (a `[case]` Status in any letter case, or `open` / `closed`) as the Status values they
+    stand for; ValueError naming the first one that is none."""
+    out: list[str] = []
+    for value in values:
+        wanted = value.strip().lower()
+        if wanted in ("open", "closed"):
+            out += model.open if wanted == "open" else model.closed
+            continue
+        found = next((s for s in model.all if s.lower() == wanted), None)
+        if found is None:
+            raise ValueError(f"argument --status: unknown status {value!r} (one of {', '.join(model.all)}, or open)")
+        out.append(found)
+    return tuple(dict.fromkeys(out))
 
 
 def _count(least: int) -> Callable[[str], int]:
@@ -167,13 +176,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
 
 
+class _SettledDaemon(Daemon):
+    """`casegate run --role …` in one process: the heap is settled once it has started (ingest.app.heap)."""
+
+    async def start(self) -> None:
+        await super().start()
+        settle_heap()
+
+
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         if args.role is None:
             from casegate.ingest.app.supervisor import Supervisor
 
             return await Supervisor(settings, args.config).run()
-        await Daemon(settings, args.role).serve()
+        await _SettledDaemon(settings, args.role).serve()
         return 0
     if args.command == "db":
         return await _db_upgrade(settings)
@@ -187,13 +204,20 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"casegate: {printable(missing)}", file=sys.stderr)
             return 1
         return await (_dlq_list(settings, args.json) if args.action == "list" else _dlq_replay(settings))
+    statuses: tuple[str, ...] = ()
+    if args.command == "cases" and args.action == "list":
+        try:  # the [case] statuses are known once the settings are read: checked before the store is opened
+            statuses = _statuses(args.status or (), StatusModel.of(settings.case))
+        except ValueError as e:
+            print(f"casegate cases list: error: {printable(e)}", file=sys.stderr)
+            return EXIT_USAGE
     db = await open_store(settings, migrate=False, create=False)
     try:
         if args.command == "messages":
             return await (_messages_export(db, args.since, args.output) if args.action == "export"
                           else _messages_show(db, args.message_id, args.json))
         if args.action == "list":
-            return await _list_cases(db, args)
+            return await _list_cases(db, args, statuses)
         try:
             case = await show_case(db, args.case_number)
         except CaseNotFound as e:
@@ -232,12 +256,8 @@ def _no_bus_log(settings: Settings) -> str | None:
     return f"no bus log at {where} — {DATA_DIR_HINT}"
 
 
-async def _list_cases(db: Database, args: argparse.Namespace) -> int:
-    statuses: list[str] = []
-    for status in args.status or ():
-        statuses += {"open": OPEN_STATUSES, "closed": CLOSED_STATUSES}.get(status, (status,))
-    where = CaseFilter(statuses=tuple(dict.fromkeys(statuses)), owner=args.owner, origin=args.origin,
-                       since=args.since)
+async def _list_cases(db: Database, args: argparse.Namespace, statuses: tuple[str, ...]) -> int:
+    where = CaseFilter(statuses=statuses, owner=args.owner, origin=args.origin, since=args.since)
     offset = args.offset if args.offset is not None else ((args.page or 1) - 1) * args.limit
     try:
         page = await find_cases(db, where, limit=args.limit, offset=offset)

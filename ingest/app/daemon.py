@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import signal
 
 import structlog
 from casegate.config import Settings, SmtpSettings
 from casegate.ingest.app.health import Check, admin_app, public_app
+from casegate.ingest.app.thread_key import thread_secret
 from casegate.ingest.backoff import pause
 from casegate.ingest.bus import Bus, open_bus
 from casegate.ingest.bus.blobs import BlobStore
@@ -58,18 +58,6 @@ ROLES = ("all", "ingest", "worker")
 
 class StartupError(Exception):
     """The daemon cannot start with these settings; the message says what to do."""
-
-
-def thread_secret(settings: Settings) -> bytes:
-    """The HMAC key of thread tokens: configured, or made once and kept in the data directory."""
-    if settings.threading.secret:
-        return settings.threading.secret.encode()
-    path = settings.data_path / "thread.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
 
 
 DATA_DIR_HINT = "run casegate in the folder it uses, or pass --config / set CASEGATE_DATA_DIR"
@@ -134,10 +122,12 @@ def owner_refs(settings: Settings) -> set[str]:
 
 
 async def make_worker(settings: Settings, db: Database, bus: Bus, blobs: BlobStore) -> Worker:
-    """A worker on `bus` writing to `db`, its consumer started and the configured owners resolved."""
+    """A worker on `bus` writing to `db`, its consumer started and the configured owners resolved; its cases
+    follow `[case]` (statuses, defaults) and its contacts' Accounts `[accounts]`."""
     owners = await ensure_owners(db, owner_refs(settings))
     policy = CasePolicy({r.address: r for r in settings.routing}, settings.rules, owners, thread_secret(settings),
-                        settings.loops, settings.outbound, channel_policies(settings))
+                        settings.loops, settings.outbound, channel_policies(settings), case=settings.case,
+                        accounts=settings.accounts)
     consumer = bus.consumer(_group(settings), settings.bus.topic)
     await consumer.start()
     return Worker(bus, consumer, CaseService(db, policy), blobs, settings.worker, settings.bus.dead_letter_topic)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import structlog
 from casegate.config import ConfigError, Settings, load_settings
 from casegate.ingest.app.daemon import ROLES, Daemon, StartupError
+from casegate.ingest.app.heap import settle_heap
 from casegate.ingest.app.log_setup import configure_logging
 
 EXIT_USAGE = 2
@@ -52,6 +53,7 @@ class _SupervisedDaemon(Daemon):
 
     async def start(self) -> None:
         await super().start()
+        settle_heap()
         self.report.send(admin_port=self.admin_port, pid=os.getpid())
 
 

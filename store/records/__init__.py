@@ -1,6 +1,8 @@
 """The record layer the REST API calls: create, read, update, delete and upsert records of the Salesforce
 objects casegate keeps (Case, Contact, Account, CaseComment, EmailMessage, User, Queue, QueueMember,
-Asset), describe them, and merge cases. Every field is checked against the object's spec (read off the
+Asset, ConversationEntry, Knowledge__kav, CaseArticle), describe them, and merge cases. An outgoing
+EmailMessage and a ConversationEntry are agents' replies, sent to the customer (`replies`); articles are
+`store.knowledge`'s (`articles`). Every field is checked against the object's spec (read off the
 models, `spec` and `objects`), every call is one transaction, every refusal a `RecordError` carrying the
 HTTP status and Salesforce's errorCode, and every change to a case is on its feed with who made it.
 
@@ -9,8 +11,9 @@ HTTP status and Salesforce's errorCode, and every change to a case is on its fee
                                                "Resolution": "Put out"}, actor)
 
 What the configuration decides (the `[case]` picklists, what closing requires, the external ids, the
-`[rules]` assignment) comes in a `RecordPolicy`, built once at start (`RecordPolicy.of(settings)`); a
-call without one uses the defaults.
+`[rules]` assignment, how replies are sent and checked) comes in a `RecordPolicy`, built once at start
+(`RecordPolicy.of(settings, thread_secret, conversation_check)`); a call without one uses the defaults, which
+send no email.
 """
 
 from __future__ import annotations

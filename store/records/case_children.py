@@ -1,6 +1,8 @@
-"""Records that belong to a case — its comments and its email messages: changing one is changing the case,
-so the case's access decides (its owner, its queue, and a closed case is locked), the case's feed records
-it, and the case's LastModifiedDate moves (except for an email's Status, which is reading, not changing)."""
+"""Records that belong to a case — its comments, its email messages and its messaging entries: changing one is
+changing the case, so the case's access decides (its owner, its queue, and a closed case is locked), the
+case's feed records it, and the case's LastModifiedDate moves (except for an email's Status, which is
+reading, not changing). An outgoing email and a messaging entry are agents' replies, sent to the customer
+(`store.records.replies`)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from casegate.store.models import Attachment, Outbox
 from casegate.store.records.access import check_case
 from casegate.store.records.body import missing_required
 from casegate.store.records.call import Call
-from casegate.store.records.errors import RecordError, required_missing
+from casegate.store.records.errors import RecordError, not_for_type, required_missing
 from casegate.store.records.objects import OBJECTS
+from casegate.store.records.replies import send_email, send_message
 from casegate.store.records.spec import ObjectSpec
 from casegate.store.records.values import as_text
 from casegate.store.records.writes import check_references, delete_where, insert_row, table_of, update_row
@@ -21,6 +24,7 @@ from sqlalchemy import RowMapping
 CASE = OBJECTS["Case"]
 COMMENT = OBJECTS["CaseComment"]
 EMAIL = OBJECTS["EmailMessage"]
+CONVERSATION = OBJECTS["ConversationEntry"]
 
 
 def touch(call: Call, case_id: str) -> None:
@@ -96,16 +100,17 @@ class CommentHandler(ChildHandler):
 
 @dataclass
 class EmailHandler(ChildHandler):
-    """EmailMessage: written whole; afterwards only its Status changes (New → Read ...)."""
+    """EmailMessage: written whole; afterwards only its Status changes (New → Read ...). An incoming one is
+    recorded; an outgoing one (Incoming false, the default) is sent to the customer."""
 
     def create(self, call: Call, values: dict[str, object], auto_assign: bool) -> str:
         case = self._create_checks(call, values)
-        incoming = bool(values.get("Incoming", False))
-        stored = {**values, "Incoming": incoming, "Status": values.get("Status") or ("0" if incoming else "3")}
-        email_id = insert_row(call, self.obj, stored)
-        party = f"from {values.get('FromAddress') or '?'}" if incoming else f"to {values.get('ToAddress') or '?'}"
+        if not values.get("Incoming"):
+            return send_email(call, case["Id"], values)
+        email_id = insert_row(call, self.obj, {**values, "Status": values.get("Status") or "0"})
         call.feed.add(case["Id"], "EmailMessageEvent", related=email_id,
-                      body=f"Email {party}: {values.get('Subject') or ''} (added through the API by {call.who})")
+                      body=f"Email from {values.get('FromAddress') or '?'}: {values.get('Subject') or ''} "
+                           f"(added through the API by {call.who})")
         touch(call, case["Id"])
         return email_id
 
@@ -121,5 +126,22 @@ class EmailHandler(ChildHandler):
         self._deleted(call, row, row["Subject"])
 
 
+@dataclass
+class ConversationHandler(ChildHandler):
+    """ConversationEntry: an agent's messaging reply (ParentId, Message), queued to the customer; never changed
+    or deleted afterwards (it may be on its way)."""
+
+    def create(self, call: Call, values: dict[str, object], auto_assign: bool) -> str:
+        case = self._create_checks(call, values)
+        return send_message(call, case["Id"], values.get("Message"))
+
+    def update(self, call: Call, row: RowMapping, values: dict[str, object]) -> None:
+        raise not_for_type(f"entity type cannot be updated: {self.obj.name}")
+
+    def delete(self, call: Call, row: RowMapping) -> None:
+        raise not_for_type(f"entity type cannot be deleted: {self.obj.name} {row['Id']}")
+
+
 COMMENTS = CommentHandler(COMMENT)
 EMAILS = EmailHandler(EMAIL)
+CONVERSATIONS = ConversationHandler(CONVERSATION)

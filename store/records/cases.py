@@ -5,7 +5,8 @@ IsClosed and ClosedDate; a closed case is locked until an admin reopens it); eve
 the case's feed, with who, old and new value.
 
 Deleting a case deletes what belongs to it — comments, email messages, attachments, messaging entries,
-thread references, outgoing mail and its feed — as Salesforce deletes a case's related records with it;
+thread references, outgoing mail and messaging replies, attached articles (the articles stay) and its feed —
+as Salesforce deletes a case's related records with it;
 its child cases stay, without a parent (their feed says so)."""
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from casegate.store.ids import new_id
 from casegate.store.models import (
     Attachment,
     Case,
+    CaseArticle,
     CaseComment,
     CaseFeed,
     ConversationEntry,
     EmailMessage,
     Outbox,
+    ReplyOutbox,
     ThreadReference,
 )
 from casegate.store.records.access import check_case
@@ -49,9 +52,10 @@ CASE = OBJECTS["Case"]
 UNTRACKED = frozenset({"Comments"})
 """Updateable fields the feed does not record as TrackedChange (Comments posts a comment instead)."""
 TO_CLOSE = " (to close a case)"
-CHILD_TABLES = (Attachment, Outbox, EmailMessage, ThreadReference, CaseComment, ConversationEntry, CaseFeed)
+CHILD_TABLES = (Attachment, Outbox, ReplyOutbox, EmailMessage, ThreadReference, CaseComment, CaseArticle,
+                ConversationEntry, CaseFeed)
 """What is deleted with a case, in an order the foreign keys allow; and the column naming the case."""
-CASE_COLUMN = {Outbox: "CaseId", ThreadReference: "CaseId"}
+CASE_COLUMN = {Outbox: "CaseId", ReplyOutbox: "CaseId", ThreadReference: "CaseId", CaseArticle: "CaseId"}
 
 
 @dataclass(frozen=True)

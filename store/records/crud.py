@@ -105,8 +105,7 @@ async def read(db: Database, obj: str, record_id: str, fields: Sequence[str] | N
             raise not_found()
         return {f.name: to_json(f, _value(conn, spec, f, row)) for f in wanted}
 
-    async with db.engine.connect() as conn:
-        return await conn.run_sync(go)
+    return await db.read(go)  # on SQLite: a snapshot that never waits for the writer
 
 
 def _wanted(spec: ObjectSpec, fields: Sequence[str] | None) -> list[FieldSpec]:

@@ -12,8 +12,11 @@ from casegate.store.records.spec import FieldSpec, ObjectSpec
 
 SOAP_TYPE = {"id": "tns:ID", "reference": "tns:ID", "boolean": "xsd:boolean", "datetime": "xsd:dateTime",
              "date": "xsd:date", "int": "xsd:int", "double": "xsd:double"}
-CASCADE = frozenset({("CaseComment", "ParentId"), ("EmailMessage", "ParentId"), ("QueueMember", "QueueId")})
-"""Children deleted with their parent (a case's comments and emails, a queue's members)."""
+CASCADE = frozenset({("CaseComment", "ParentId"), ("EmailMessage", "ParentId"), ("QueueMember", "QueueId"),
+                     ("ConversationEntry", "ParentId"), ("CaseArticle", "CaseId"),
+                     ("CaseArticle", "KnowledgeArticleId")})
+"""Children deleted with their parent (a case's comments, emails, messaging entries and attached articles, a
+queue's members, an article's attachments to cases)."""
 RESTRICTED = frozenset({("Case", "ContactId"), ("Asset", "ContactId"), ("Case", "AccountId"),
                         ("Contact", "AccountId"), ("Asset", "AccountId"), ("Case", "AssetId")})
 """Children that keep their parent from being deleted (DELETE_FAILED)."""

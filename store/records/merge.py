@@ -2,7 +2,9 @@
 (`keepCaseMergeRecords`): each duplicate gets MasterRecordId, is closed (`[case] merged_status`, without
 what closing otherwise requires), and its email messages, comments, messaging entries, attachments,
 outgoing mail, thread references (so later replies thread to the master) and child cases move to the
-master. Both feeds say what moved, and who merged. Up to two duplicates at once (three cases in all)."""
+master, and so do its queued messaging replies and its attached articles (one the master has already is
+dropped from the duplicate). Both feeds say what moved, and who merged. Up to two duplicates at once (three
+cases in all)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ from casegate.store.models import (
     Attachment,
     Base,
     Case,
+    CaseArticle,
     CaseComment,
     ConversationEntry,
     EmailMessage,
     Outbox,
+    ReplyOutbox,
     ThreadReference,
 )
 from casegate.store.records.access import check_case
@@ -29,14 +33,14 @@ from casegate.store.records.errors import RecordError, integrity
 from casegate.store.records.objects import OBJECTS
 from casegate.store.records.policy import RecordPolicy
 from casegate.store.records.writes import table_of, update_row
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, delete, insert, select, update
 
 CASE = OBJECTS["Case"]
 MAX_DUPLICATES = 2
 MOVED: tuple[tuple[type[Base], str, str], ...] = (
     (EmailMessage, "ParentId", "email message"), (CaseComment, "ParentId", "case comment"),
     (ConversationEntry, "ParentId", "messaging entry"), (Attachment, "ParentId", "attachment"),
-    (Outbox, "CaseId", "outgoing mail"))
+    (Outbox, "CaseId", "outgoing mail"), (ReplyOutbox, "CaseId", "outgoing message"))
 
 
 async def merge(db: Database, master_id: str, duplicate_ids: Sequence[str], actor: Actor, *,
@@ -75,6 +79,8 @@ def _merge_one(call: Call, master: RowMapping, dup: RowMapping, ancestors: set[s
         if n:
             moved.append(f"{n} {what}{'s' if n != 1 else ''}")
     _move_thread_references(call, master["Id"], dup["Id"])
+    if articles := _move_case_articles(call, master["Id"], dup["Id"]):
+        moved.append(f"{articles} attached article{'s' if articles != 1 else ''}")
     children = [c for c in call.conn.execute(select(Case.Id).where(Case.ParentId == dup["Id"])).scalars()
                 if c != master["Id"] and c not in ancestors]
     for child in children:
@@ -107,6 +113,13 @@ def _move_thread_references(call: Call, master: str, dup: str) -> None:
     if rows:
         call.conn.execute(insert(refs), rows)
     call.conn.execute(refs.delete().where(refs.c.CaseId == dup))
+
+
+def _move_case_articles(call: Call, master: str, dup: str) -> int:
+    """The duplicate's attached articles now are the master's (one it has already is dropped); how many moved."""
+    have = select(CaseArticle.KnowledgeArticleId).where(CaseArticle.CaseId == master)
+    call.conn.execute(delete(CaseArticle).where(CaseArticle.CaseId == dup, CaseArticle.KnowledgeArticleId.in_(have)))
+    return int(call.conn.execute(update(CaseArticle).where(CaseArticle.CaseId == dup).values(CaseId=master)).rowcount)
 
 
 def _ancestors(call: Call, case_id: str) -> set[str]:

@@ -1,6 +1,10 @@
 """The objects the REST API reads and writes, and what the models do not say of their fields: labels,
 picklists, polymorphic references, and the fields only the store writes (read-only to clients).
 
+Besides the case and its people: ConversationEntry (an agent writes ParentId and Message: a messaging
+reply), Knowledge__kav (knowledge articles, which only admins change) and CaseArticle (an article attached
+to a case).
+
 Salesforce's properties of each field are in `reference/salesforce-case.md` §1.1 and §2."""
 
 from __future__ import annotations
@@ -10,16 +14,34 @@ from types import MappingProxyType
 
 from casegate.rules.access import ROLES
 from casegate.store.ids import PREFIX
-from casegate.store.models import Account, Asset, Case, CaseComment, Contact, EmailMessage, Queue, QueueMember, User
+from casegate.store.models import (
+    Account,
+    Asset,
+    Case,
+    CaseArticle,
+    CaseComment,
+    Contact,
+    ConversationEntry,
+    EmailMessage,
+    KnowledgeArticle,
+    PublishStatus,
+    Queue,
+    QueueMember,
+    User,
+)
 from casegate.store.records.spec import FieldSpec, FieldType, ObjectSpec, Override, build
 
 RO = Override(createable=False, updateable=False)
 """Read-only: set by the store (or by a message), never by a client."""
 TABLES = {"account": "Account", "contact": "Contact", "case": "Case", "user": "User", "queue": "Queue",
-          "email_message": "EmailMessage", "asset": "Asset"}
+          "email_message": "EmailMessage", "asset": "Asset", "conversation_entry": "ConversationEntry",
+          "knowledge_article": "Knowledge__kav", "case_article": "CaseArticle"}
 EMAIL_STATUS = ("0", "1", "2", "3", "4", "5")
 """EmailMessage.Status a client may write: New, Read, Replied, Sent, Forwarded, Draft."""
 ASSET_STATUS = ("Purchased", "Shipped", "Installed", "Registered", "Obsolete")
+PUBLISH_STATUS = (PublishStatus.DRAFT, PublishStatus.ONLINE, PublishStatus.ARCHIVED)
+REPLY_MAX = 131072
+"""Characters of an agent's messaging reply and of an article's body (`store.agent_replies.BODY_MAX`)."""
 USER = ("User",)
 OWNER = ("User", "Queue")
 
@@ -108,6 +130,30 @@ EMAIL = {"ParentId": Override(label="Parent Case ID", updateable=False),
                                            label="Replied To Email Message ID",
                                            relationship_name="ReplyToEmailMessage"),
          "HasAttachment": RO, "IsBounced": RO, "RawSha256": RO, **AUDIT}
+CONVERSATION = {"ParentId": Override(label="Parent Case ID", updateable=False),
+                "Message": Override(type="textarea", length=REPLY_MAX, updateable=False),
+                **{f: RO for f in ("Channel", "EntryType", "ActorType", "ActorName", "ActorIdentifier",
+                                   "MessageIdentifier", "Recipient", "MediaUrls", "Details", "Source", "Status")},
+                "EntryTime": Override(label="Entry Time", createable=False, updateable=False), **AUDIT}
+KNOWLEDGE = {"KnowledgeArticleId": _ref("Knowledge__ka", label="Knowledge Article ID", relationship="KnowledgeArticle",
+                                        write=False),
+             "ArticleNumber": Override(label="Article Number", createable=False, updateable=False),
+             "UrlName": Override(label="URL Name", defaulted=True),
+             "Body__c": Override(label="Body", type="textarea", length=REPLY_MAX),
+             "PublishStatus": Override(label="Publication Status", type="picklist", values=PUBLISH_STATUS,
+                                       defaulted=True),
+             "Language": Override(defaulted=True),
+             "VersionNumber": Override(label="Version Number", createable=False, updateable=False),
+             "LastPublishedDate": Override(label="Last Published Date", createable=False, updateable=False), **AUDIT}
+CASE_ARTICLE = {"CaseId": Override(label="Case ID", updateable=False),
+                "KnowledgeArticleId": Override(type="reference", reference_to=("Knowledge__ka", "Knowledge__kav"),
+                                               label="Knowledge Article ID", relationship_name="KnowledgeArticle",
+                                               updateable=False),
+                "KnowledgeArticleVersionId": _ref("Knowledge__kav", label="Knowledge Article Version ID",
+                                                  relationship="KnowledgeArticleVersion", write=False),
+                "ArticleLanguage": Override(label="Article Language", createable=False, updateable=False),
+                "ArticleVersionNumber": Override(label="Article Version Number", createable=False, updateable=False),
+                "IsSharedByEmail": Override(label="Shared by Email", updateable=False), **AUDIT}
 
 
 def _objects() -> dict[str, ObjectSpec]:
@@ -131,6 +177,13 @@ def _objects() -> dict[str, ObjectSpec]:
               updateable=False, settings=True),
         build("Asset", Asset, label="Asset", label_plural="Assets", prefix=PREFIX["Asset"], overrides=ASSET,
               derived=COMMON, tables=TABLES),
+        build("ConversationEntry", ConversationEntry, label="Conversation Entry", label_plural="Conversation Entries",
+              prefix=PREFIX["ConversationEntry"], overrides=CONVERSATION, derived=COMMON, tables=TABLES,
+              updateable=False, deletable=False),
+        build("Knowledge__kav", KnowledgeArticle, label="Knowledge", label_plural="Knowledge",
+              prefix=PREFIX["Knowledge__kav"], overrides=KNOWLEDGE, derived=COMMON, tables=TABLES, settings=True),
+        build("CaseArticle", CaseArticle, label="Case Article", label_plural="Case Articles",
+              prefix=PREFIX["CaseArticle"], overrides=CASE_ARTICLE, derived=COMMON, tables=TABLES, updateable=False),
     ]
     return {s.name: s for s in specs}
 
@@ -152,5 +205,7 @@ CHILD_RELATIONSHIPS: Mapping[tuple[str, str], str] = MappingProxyType({
     ("Case", "AccountId"): "Cases", ("Case", "ContactId"): "Cases", ("Case", "AssetId"): "Cases",
     ("Asset", "AccountId"): "Assets", ("Asset", "ContactId"): "Assets", ("QueueMember", "QueueId"): "QueueMembers",
     ("QueueMember", "UserId"): "QueueMembers", ("EmailMessage", "ReplyToEmailMessageId"): "Replies",
+    ("ConversationEntry", "ParentId"): "ConversationEntries", ("CaseArticle", "CaseId"): "CaseArticles",
+    ("CaseArticle", "KnowledgeArticleId"): "CaseArticles",
 })
 """(child object, its reference field) → the relationship's name on the parent (`Case.CaseComments`)."""

@@ -1,6 +1,11 @@
 """What the record layer needs from the configuration, resolved once where the API starts: the `[case]`
-picklists and status model, what closing requires, the external-id fields of upserts, and the assignment
-rules and default owner new cases are given (`[rules]`, the same the worker runs)."""
+picklists and status model, what closing requires, the external-id fields of upserts, the assignment
+rules and default owner new cases are given (`[rules]`, the same the worker runs), and what agents'
+replies need: how an outgoing EmailMessage is sent (`store.agent_replies.ReplyPolicy`: `[outbound]`, the
+routing addresses and the thread-token key) and the check a messaging reply passes before it is queued
+(the providers' limits and windows, built by the API from the configured reply senders, which live in
+ingest). Without a reply policy an outgoing EmailMessage is refused; without a check a messaging reply
+meets only the store's own refusals."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from types import MappingProxyType
 
 from casegate.config import CaseSettings, RulesSettings, Settings
 from casegate.rules.lifecycle import StatusModel
+from casegate.store.agent_replies import ReplyCheck, ReplyPolicy
 from casegate.store.records.objects import OBJECTS
 
 EXTERNAL_ID_TYPES = frozenset({"string", "email", "url", "phone"})
@@ -19,6 +25,10 @@ EXTERNAL_ID_TYPES = frozenset({"string", "email", "url", "phone"})
 class RecordPolicy:
     case: CaseSettings = field(default_factory=CaseSettings)
     rules: RulesSettings = field(default_factory=RulesSettings)
+    replies: ReplyPolicy | None = None
+    """How an outgoing EmailMessage is sent (through the outbox, as an agent's reply); None: it is refused."""
+    conversation_check: ReplyCheck | None = None
+    """What a messaging reply (a ConversationEntry) must pass before it is queued: its provider's limits."""
     statuses: StatusModel = field(init=False)
     picklists: Mapping[str, tuple[str, ...]] = field(init=False)
     """`[case]` list name (statuses, priorities ...) → its values, as FieldSpec.picklist names them."""
@@ -44,8 +54,11 @@ class RecordPolicy:
         object.__setattr__(self, "external_ids", MappingProxyType(ext))
 
     @classmethod
-    def of(cls, settings: Settings) -> RecordPolicy:
-        return cls(settings.case, settings.rules)
+    def of(cls, settings: Settings, thread_secret: bytes | None = None,
+           conversation_check: ReplyCheck | None = None) -> RecordPolicy:
+        """The policy of `settings`; with the thread-token key, outgoing EmailMessages are sent."""
+        replies = ReplyPolicy.of(settings, thread_secret) if thread_secret is not None else None
+        return cls(settings.case, settings.rules, replies, conversation_check)
 
     @property
     def merged_status(self) -> str:

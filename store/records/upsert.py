@@ -37,6 +37,7 @@ async def upsert(db: Database, obj: str, ext_field: str, value: str, fields: Map
                                             f"{ext_field}")
     if f.name == "Id":
         return await _by_id(db, spec, value, fields, actor, now, policy), False
+    value = value.replace("\x00", "")  # as a text field stores it (values._text); PostgreSQL refuses NUL in text
     body = _without(spec, f, value, fields)
     handler = HANDLERS[spec.name]
 

@@ -62,9 +62,9 @@ def _datetime(f: FieldSpec, value: str) -> datetime:
         if "T" not in value:
             raise ValueError(value)
         at = datetime.fromisoformat(value)
-    except ValueError:
+        return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: off the calendar in UTC (0001-01-01T00:00:00+05:00)
         raise _parser(f, value) from None
-    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _reference(f: FieldSpec, value: str) -> str:
@@ -125,7 +125,7 @@ def to_json(f: FieldSpec, value: object) -> object:
         return None
     if isinstance(value, datetime):
         at = as_utc(value)
-        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
+        return at.replace(tzinfo=None).isoformat(timespec="milliseconds") + "+0000"  # years < 1000 as 0999
     if isinstance(value, date):
         return value.isoformat()
     if f.type == "boolean":

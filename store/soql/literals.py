@@ -90,8 +90,10 @@ def instant(raw: str, position: Position, source: str) -> datetime:
         y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
         offset = timedelta(0) if z else (1 if sign == "+" else -1) * timedelta(hours=int(oh), minutes=int(om))
         micro = int((frac or "0")[:6].ljust(6, "0"))
-        return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=timezone(offset))
-    except ValueError:
+        at = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=timezone(offset))
+        at.astimezone(UTC)  # OverflowError when it is off the calendar in UTC (0001-01-01T00:00:00+05:00)
+        return at
+    except (ValueError, OverflowError):
         raise MalformedQuery(f"invalid date-time: {raw}", position, source) from None
 
 

@@ -52,7 +52,7 @@ def value(v: Any, kind: ValueKind) -> Any:
         return None
     if kind == "datetime" and isinstance(v, datetime):
         at = as_utc(v)
-        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
+        return at.replace(tzinfo=None).isoformat(timespec="milliseconds") + "+0000"  # years < 1000 as 0999
     if kind == "boolean":
         return bool(v)
     if kind == "int":

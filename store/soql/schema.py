@@ -14,14 +14,17 @@ from typing import Any, Literal
 
 from casegate.store.models import (
     Account,
+    Asset,
     Attachment,
     Base,
     Case,
+    CaseArticle,
     CaseComment,
     CaseFeed,
     Contact,
     ConversationEntry,
     EmailMessage,
+    KnowledgeArticle,
     Queue,
     User,
 )
@@ -34,7 +37,7 @@ Expression = Callable[[Any], ColumnElement[Any]]
 """The field's SQL expression on one (aliased) entity of its object."""
 
 EXACT = frozenset({"CaseNumber", "MessageIdentifier", "ThreadIdentifier", "ClientThreadIdentifier", "InReplyTo",
-                   "EmailKey", "PhoneKey", "RawSha256", "Sha256", "ContentId"})
+                   "EmailKey", "PhoneKey", "RawSha256", "Sha256", "ContentId", "ArticleNumber"})
 """Text fields compared and sorted as written. Every other text field compares case-insensitively, as
 SOQL does; ids (the `id` kind) are always exact."""
 
@@ -150,11 +153,12 @@ def _derived(obj: str, columns: dict[str, Field]) -> dict[str, Field]:
 MODELS: dict[str, type[Base]] = {
     "Case": Case, "Contact": Contact, "Account": Account, "CaseComment": CaseComment, "EmailMessage": EmailMessage,
     "User": User, "Queue": Queue, "ConversationEntry": ConversationEntry, "CaseFeed": CaseFeed,
-    "Attachment": Attachment,
+    "Attachment": Attachment, "Asset": Asset, "Knowledge__kav": KnowledgeArticle, "CaseArticle": CaseArticle,
 }
 PARENTS: dict[str, tuple[Parent, ...]] = {
     "Case": (Parent("Contact", "ContactId", ("Contact",)), Parent("Account", "AccountId", ("Account",)),
-             Parent("Owner", "OwnerId", ("User", "Queue")), Parent("Parent", "ParentId", ("Case",))),
+             Parent("Owner", "OwnerId", ("User", "Queue")), Parent("Parent", "ParentId", ("Case",)),
+             Parent("Asset", "AssetId", ("Asset",))),
     "Contact": (Parent("Account", "AccountId", ("Account",)),),
     "CaseComment": (Parent("Parent", "ParentId", ("Case",)), Parent("CreatedBy", "CreatedById", ("User",))),
     "EmailMessage": (Parent("Parent", "ParentId", ("Case",)),
@@ -163,13 +167,19 @@ PARENTS: dict[str, tuple[Parent, ...]] = {
                    Parent("EmailMessage", "EmailMessageId", ("EmailMessage",))),
     "ConversationEntry": (Parent("Parent", "ParentId", ("Case",)),),
     "CaseFeed": (Parent("Parent", "ParentId", ("Case",)),),
+    "Asset": (Parent("Account", "AccountId", ("Account",)), Parent("Contact", "ContactId", ("Contact",))),
+    "CaseArticle": (Parent("Case", "CaseId", ("Case",)),
+                    Parent("KnowledgeArticleVersion", "KnowledgeArticleVersionId", ("Knowledge__kav",))),
 }
 CHILDREN: dict[str, tuple[Child, ...]] = {
     "Case": (Child("CaseComments", "CaseComment", "ParentId"), Child("EmailMessages", "EmailMessage", "ParentId"),
              Child("Cases", "Case", "ParentId"), Child("Attachments", "Attachment", "ParentId"),
-             Child("Feeds", "CaseFeed", "ParentId"), Child("ConversationEntries", "ConversationEntry", "ParentId")),
-    "Contact": (Child("Cases", "Case", "ContactId"),),
-    "Account": (Child("Cases", "Case", "AccountId"), Child("Contacts", "Contact", "AccountId")),
+             Child("Feeds", "CaseFeed", "ParentId"), Child("ConversationEntries", "ConversationEntry", "ParentId"),
+             Child("CaseArticles", "CaseArticle", "CaseId")),
+    "Contact": (Child("Cases", "Case", "ContactId"), Child("Assets", "Asset", "ContactId")),
+    "Account": (Child("Cases", "Case", "AccountId"), Child("Contacts", "Contact", "AccountId"),
+                Child("Assets", "Asset", "AccountId")),
+    "Asset": (Child("Cases", "Case", "AssetId"),),
     "EmailMessage": (Child("Attachments", "Attachment", "EmailMessageId"),),
 }
 

@@ -4,11 +4,18 @@ to SQL expressions with the facts the rest of the translation needs (type, nulla
 
 `Owner` is polymorphic: both a User alias and a Queue alias are joined on OwnerId, and each field is
 taken from whichever matched (ids are unique across tables: the key prefix tells 005 from 00G).
+
+Aliases are made once per place in a query (the root of an object's SELECT, a parent at the end of a
+relationship path from it) and then reused by every query, as building one (`aliased` over 40 columns)
+cost more than the rest of the translation; an alias is immutable, and within one SELECT each place
+has its own, so the SQL is the same as with fresh aliases. (Child subqueries are statements of their
+own; a future nested SELECT of the same object inside one statement would need aliases keyed apart.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from casegate.store.soql.errors import InvalidField, Position
@@ -66,7 +73,7 @@ class Scope:
     def __init__(self, obj: SObject, source: str):
         self.obj = obj
         self.source = source
-        self.root: Any = aliased(obj.model)
+        self.root: Any = _alias(obj.name, (), obj.name)
         self._joins: list[tuple[Any, ColumnElement[bool]]] = []
         self._targets: dict[tuple[str, ...], Target] = {}
 
@@ -113,11 +120,17 @@ class Scope:
         key = obj.fields[parent.key.lower()].expression(entity)
         entities: dict[str, Any] = {}
         for name in parent.targets:
-            alias: Any = aliased(OBJECTS[name.lower()].model)
+            alias: Any = _alias(self.obj.name, tuple(n.lower() for n in names), name)
             entities[name] = alias
             self._joins.append((alias, alias.Id == key))
         single = OBJECTS[parent.targets[0].lower()] if len(parent.targets) == 1 else None
         return Target(single, entities, names)
+
+
+@lru_cache(maxsize=2048)
+def _alias(root: str, path: tuple[str, ...], name: str) -> Any:
+    """The alias of object `name` at relationship `path` (lower case) from a SELECT of `root`."""
+    return aliased(OBJECTS[name.lower()].model)
 
 
 def _operand(obj: SObject, entity: Any, name: str, relationships: tuple[str, ...], position: Position, source: str,

@@ -94,8 +94,10 @@ class _Records:
 
     def order(self, items: tuple[OrderItem, ...]) -> list[ColumnElement[Any]]:
         """ORDER BY, then the Id, so that pages never overlap."""
-        out = [_ordered(sort_key(self._operand(i.expr), "sorted", self.query.source, i.expr.position), i)
-               for i in items]
+        out: list[ColumnElement[Any]] = []
+        for i in items:
+            o = self._operand(i.expr)
+            out.append(_ordered(sort_key(o, "sorted", self.query.source, i.expr.position), i, o.nullable))
         return [*out, self.scope.root.Id]
 
     def shape(self, items: tuple[SelectItem, ...], *, top: bool) -> Shape:
@@ -195,9 +197,14 @@ def sort_key(o: Operand, verb: str, source: str, position: Position) -> ColumnEl
     return func.lower(o.expression) if o.kind == "string" and not o.exact else o.expression
 
 
-def _ordered(e: ColumnElement[Any], item: OrderItem) -> ColumnElement[Any]:
-    nulls_first = item.nulls_first if item.nulls_first is not None else not item.descending
+def _ordered(e: ColumnElement[Any], item: OrderItem, nullable: bool) -> ColumnElement[Any]:
+    """The ORDER BY term: nulls first when ascending, last when descending (SOQL's defaults) unless the
+    item says otherwise. A value that is never null gets plain ASC/DESC (same rows, same order), which
+    an index on it can serve in either direction; `DESC NULLS LAST` would defeat an ascending one."""
     ordered = e.desc() if item.descending else e.asc()
+    if not nullable:
+        return ordered
+    nulls_first = item.nulls_first if item.nulls_first is not None else not item.descending
     return ordered.nulls_first() if nulls_first else ordered.nulls_last()
 
 

@@ -86,6 +86,22 @@ async def test_an_existing_account_with_the_domain_is_used_the_oldest_of_two(db:
     assert len(await accounts(db)) == 2
 
 
+async def test_the_worker_follows_the_accounts_section(db: Database) -> None:
+    """The case service takes `[accounts]` from its policy (as the daemon's worker is given it): switched off,
+    a company sender gets no Account, nor does their case; an extra free-mail domain makes none either."""
+    owners = await ensure_owners(db, ["queue:Support"])
+    off = CaseService(db, CasePolicy({}, RulesSettings(), owners, b"k", accounts=AccountSettings(
+        from_email_domain=False)))
+    [out] = await off.record_messages([mail("ann@acme.com")], now=T0)
+    assert await accounts(db) == []
+    assert await account_of_case(db, out.case_id) == (None, None)
+    own = CaseService(db, CasePolicy({}, RulesSettings(), owners, b"k", accounts=AccountSettings(
+        extra_free_mail_domains=["initech.com"])))
+    outs = await own.record_messages([mail("bob@initech.com"), mail("cy@globex.com")], now=T0)
+    assert await accounts(db) == [("globex.com", "globex.com")]
+    assert [(await account_of_case(db, o.case_id))[1] is not None for o in outs] == [False, True]
+
+
 async def resolve(db: Database, settings: AccountSettings, *messages: InboundMessage) -> None:
     """The worker's first step for a batch, as the case service takes it: its senders' contacts, written."""
 

@@ -1,7 +1,7 @@
 """The case service on real databases (a migrated SQLite file and a fresh PostgreSQL database):
 opening cases with the Salesforce fields, threading (In-Reply-To, References, ghost parents, signed
-tokens), idempotency, reopening, assignment, contact matching, field limits, gapless CaseNumbers under
-concurrency, and reading a case back."""
+tokens), idempotency, reopening, the configured `[case]` statuses and defaults, assignment, contact matching,
+field limits, gapless CaseNumbers under concurrency, and reading a case back."""
 
 from __future__ import annotations
 
@@ -13,14 +13,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from casegate.config import AssignmentEntry, RoutingAddress, RulesSettings
+from casegate.config import (
+    AssignmentEntry,
+    CaseSettings,
+    LoopSettings,
+    OutboundSettings,
+    RoutingAddress,
+    RulesSettings,
+    StatusValue,
+)
+from casegate.store.agent_replies import ReplyPolicy, queue_email_reply
 from casegate.store.case_policy import CasePolicy
 from casegate.store.case_queries import count_cases, show_case
 from casegate.store.case_service import CaseService
 from casegate.store.database import Database
 from casegate.store.errors import CaseNotFound, PermanentStoreError, TemporaryStoreError
 from casegate.store.inbound import InboundMessage, Outcome
-from casegate.store.models import Account, Contact, Counter, EmailMessage, ProcessedMessage
+from casegate.store.models import Account, Contact, Counter, EmailMessage, Outbox, ProcessedMessage
 from casegate.store.owners import ensure_owners
 from casegate.store.thread_token import make_token
 from sqlalchemy import event, func, select
@@ -394,6 +403,70 @@ async def test_two_replies_in_one_batch_reopen_a_closed_case_once(store: Store) 
     case = await store.case("00001000")
     changes = [(f["OldValue"], f["NewValue"]) for f in case["Feed"] if f["Type"] == "TrackedChange"]
     assert changes == [("New", "Closed"), ("Closed", "Working")]
+
+
+CUSTOM_CASE = CaseSettings(
+    statuses=[StatusValue(name="Received"), StatusValue(name="In Progress"), StatusValue(name="Reopened"),
+              StatusValue(name="Waiting on Customer", stops_clock=True), StatusValue(name="Resolved", closed=True)],
+    default_status="Received", priorities=["P1", "P2", "P3"], default_priority="P3")
+"""A `[case]` section sharing no Status or Priority with the defaults."""
+
+
+async def test_configured_statuses_open_close_and_reopen_mail_cases(store: Store) -> None:
+    policy = CasePolicy(ROUTING, RulesSettings(reopen_status="Reopened"), store.owners, SECRET, case=CUSTOM_CASE)
+    service = CaseService(store.db, policy)
+    first = msg("Printer on fire")
+    [out] = await service.record_messages([first], now=T0)
+    case = await store.case("00001000")
+    assert (case["Status"], case["Priority"], case["IsClosed"], case["IsStopped"]) == ("Received", "P3", False, False)
+
+    t1, t2, t3 = (T0 + timedelta(hours=h) for h in (1, 2, 3))
+    await service.change_status("00001000", "Waiting on Customer", now=t1)
+    case = await store.case("00001000")
+    assert (case["IsStopped"], case["StopStartDate"]) == (True, t1.isoformat())  # its status stops the clock
+    await service.change_status("00001000", "Resolved", now=t2)
+    case = await store.case("00001000")
+    assert (case["Status"], case["IsClosed"], case["ClosedDate"], case["IsStopped"]) == (
+        "Resolved", True, t2.isoformat(), False)
+    with pytest.raises(ValueError, match="unknown case status 'Closed'"):  # the default values are not these
+        await service.change_status("00001000", "Closed", now=t2)
+
+    [again] = await service.record_messages([msg("Re: Printer on fire", in_reply_to=[first.message_id or ""])],
+                                            now=t3)
+    assert (again.outcome, again.case_id) == ("threaded", out.case_id)
+    case = await store.case("00001000")
+    assert (case["Status"], case["IsClosed"], case["ClosedDate"]) == ("Reopened", False, None)
+    reopened = [f for f in case["Feed"] if f["Type"] == "TrackedChange"][-1]
+    assert (reopened["OldValue"], reopened["NewValue"], reopened["Rule"]) == (
+        "Resolved", "Reopened", "closed_case.reopen_within_days")
+
+
+@SQLITE_ONLY
+async def test_a_new_case_starting_in_a_status_that_stops_the_clock_is_stopped(store: Store) -> None:
+    case_settings = CUSTOM_CASE.model_copy(update={"default_status": "Waiting on Customer"})
+    service = CaseService(store.db, CasePolicy(ROUTING, RulesSettings(), store.owners, SECRET, case=case_settings))
+    await service.record_messages([msg("Printer on fire")], now=T0)
+    case = await store.case("00001000")
+    assert (case["Status"], case["IsStopped"], case["StopStartDate"]) == ("Waiting on Customer", True, T0.isoformat())
+
+
+async def test_agents_replies_do_not_count_against_the_acknowledgement_limit(store: Store) -> None:
+    policy = CasePolicy(ROUTING, RulesSettings(), store.owners, SECRET,
+                        LoopSettings(acknowledgements_per_address=2), OutboundSettings(enabled=True))
+    service = CaseService(store.db, policy)
+    [first] = await service.record_messages([msg("Printer on fire")], now=T0)
+    replies = ReplyPolicy(SECRET, routing=tuple(ROUTING))
+    for n in range(3):  # three answers from an agent to the same customer within the hour
+        await store.db.transaction(lambda c, n=n: queue_email_reply(
+            c, replies, first.case_id or "", to=None, text_body=f"Answer {n}", actor_id=None,
+            now=T0 + timedelta(minutes=n + 1)))
+    later = T0 + timedelta(minutes=10)
+    await service.record_messages([msg("Scanner on fire"), msg("Fax on fire")], now=later)
+    kinds = await store.rows(select(Outbox.Kind, func.count()).group_by(Outbox.Kind).order_by(Outbox.Kind))
+    assert kinds == [("acknowledgement", 2), ("reply", 3)]  # the second case acknowledged, the third held back
+    withheld = await store.case("00001002")
+    [said] = [f for f in withheld["Feed"] if f["Type"] == "OutboundMail"]
+    assert said["Rule"] == "loops.acknowledgement_limit"
 
 
 # -- assignment -----------------------------------------------------------------------------------

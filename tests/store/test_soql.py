@@ -418,7 +418,7 @@ def test_string_values_never_appear_in_the_sql_text_of_any_clause() -> None:
 def test_the_objects_of_the_store_are_queryable_by_their_api_names() -> None:
     assert {o.name for o in OBJECTS.values()} == {
         "Case", "Contact", "Account", "CaseComment", "EmailMessage", "User", "Queue", "ConversationEntry",
-        "CaseFeed", "Attachment"}
+        "CaseFeed", "Attachment", "Asset", "Knowledge__kav", "CaseArticle"}
     assert {c.name for c in OBJECTS["case"].children.values()} >= {"CaseComments", "EmailMessages", "Cases"}
     assert OBJECTS["case"].parents["owner"].targets == ("User", "Queue")
     case = OBJECTS["case"].fields
