@@ -8,6 +8,8 @@ casegate's own, so only these figures and the process's CPU, memory and descript
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.process_collector import ProcessCollector
@@ -65,6 +67,13 @@ HEADER_TIMEOUTS = Counter("casegate_http_header_timeouts", "HTTP connections clo
                           "did not arrive within http.header_timeout.", ["listener"], registry=REGISTRY)
 ACCEPT_FAILURES = Counter("casegate_accept_failures", "accept() failures of a listening socket for want of a "
                           "resource (EMFILE, ENFILE, ENOBUFS, ENOMEM).", ["listener"], registry=REGISTRY)
+
+
+@functools.cache
+def accepted(channel: str) -> Counter:
+    """`ACCEPTED.labels(channel)`, looked up once per channel (`labels` takes a lock and builds its key on
+    every call: three times the cost of the increment)."""
+    return ACCEPTED.labels(channel)
 
 
 def exposition() -> tuple[bytes, str]:

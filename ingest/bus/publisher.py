@@ -11,7 +11,7 @@ from casegate.ingest.bus import Bus, BusError
 from casegate.ingest.bus.blobs import BlobStore, BlobStoreError
 from casegate.ingest.envelope import AttachmentRef, Envelope, encode
 from casegate.ingest.mail.mime import MailPart
-from casegate.ingest.metrics import ACCEPTED, HANDOFF_FAILURES, PUBLISH_SECONDS
+from casegate.ingest.metrics import HANDOFF_FAILURES, PUBLISH_SECONDS, accepted
 
 
 @dataclass(frozen=True)
@@ -55,4 +55,4 @@ class Publisher:
             HANDOFF_FAILURES.labels("bus").inc()
             raise
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        ACCEPTED.labels(envelope.channel).inc()
+        accepted(envelope.channel).inc()

@@ -14,13 +14,14 @@ offered when a certificate is configured. Connections over `smtp.max_connections
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import ssl
 from collections.abc import Collection
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import MISSING, SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from casegate.config import SmtpSettings
 from casegate.ingest.bus import BusError
@@ -35,9 +36,11 @@ from casegate.ingest.listeners.connection_guard import (
 )
 from casegate.ingest.mail.handoff import HANDOFF_ERROR, hand_off_mail
 from casegate.ingest.mail.mime import MAX_ATTACHMENTS
+from casegate.ingest.mail.smtp_data import read_data
 from casegate.ingest.metrics import SMTP_REFUSED
 
 log = structlog.get_logger("casegate.smtp")
+aiosmtpd_log = logging.getLogger("mail.log")
 
 REFUSED_RCPT = "550 5.1.1 Recipient address rejected: not a support address of this server"
 TEMPFAIL = "451 4.3.0 Temporary ingestion failure, try again later"
@@ -156,7 +159,9 @@ class CasegateSMTP(SMTP):
     """aiosmtpd's SMTP session with a fast path for the address of MAIL and RCPT: the common
     `<local@domain> [params]` is read with one regular expression instead of the RFC 5322 parser,
     which builds a class on every call (about a tenth of the CPU of a mail). Anything else — quoted
-    local parts, source routes, UTF-8, the null sender — goes to aiosmtpd's parser as before.
+    local parts, source routes, UTF-8, the null sender — goes to aiosmtpd's parser as before. The
+    content of DATA is read in bulk (ingest/mail/smtp_data.py) rather than line by line, with the same
+    limits and answers.
 
     `slot` is the session's place under the listener's connection caps, given back when the connection
     is lost (here too: after STARTTLS the transport reports to the TLS layer, which tells this session,
@@ -165,11 +170,62 @@ class CasegateSMTP(SMTP):
     def __init__(self, *args: Any, slot: Slot | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._slot = slot
+        self._idle_deadline = 0.0
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd's idle timeout, restarted on every command; its timer is moved only when it fires
+        early (aiosmtpd cancels and makes a timer for each command: a tenth of a session's CPU)."""
+        seconds = duration or self._timeout_duration
+        deadline = self.loop.time() + seconds
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._idle_timer)
+        self._idle_deadline = deadline
+
+    def _idle_timer(self) -> None:
+        if self.loop.time() < self._idle_deadline:  # a command came meanwhile
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_timer)
+        else:
+            self._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._slot is not None:
             self._slot.release()
         super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA (its checks and answers, its DATA hook), the content read by `read_data`. A
+        session configured otherwise than casegate's (decoding the content, without a DATA hook or a
+        size limit) runs aiosmtpd's own."""
+        if self._decode_data or "DATA" not in self._handle_hooks or not self.data_size_limit:
+            await super().smtp_DATA(arg)
+            return
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
+        except asyncio.CancelledError:  # the connection was reset during DATA
+            aiosmtpd_log.info("Connection lost during DATA")
+            self._writer.close()
+            raise
+        if isinstance(content, str):  # a limit was broken: the answer, once the rest was read
+            await self.push(content)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
+        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         plain = _PLAIN_ANGLE_ADDR.fullmatch(arg.strip())

@@ -61,11 +61,13 @@ DETAILS = {"account_sid": "account_sid", "messaging_service_sid": "messaging_ser
 def twilio_signature(secret: str, url: str, params: Mapping[str, Sequence[str]] | None = None,
                      digest: Digest = hashlib.sha1) -> str:
     """base64(HMAC(secret, url + each param name + value, names sorted, each distinct value sorted))."""
-    data = url
-    for name in sorted(params or {}):
-        for value in sorted(set((params or {})[name])):
-            data += name + value
-    return base64.b64encode(hmac.new(secret.encode(), data.encode(), digest).digest()).decode()
+    parts = [url]
+    if params:
+        for name in sorted(params):
+            values = params[name]
+            for value in values if len(values) == 1 else sorted(set(values)):
+                parts += (name, value)
+    return base64.b64encode(hmac.new(secret.encode(), "".join(parts).encode(), digest).digest()).decode()
 
 
 def url_variants(url: str) -> Iterator[str]:

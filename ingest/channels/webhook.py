@@ -80,6 +80,11 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
     and with 408 when it has not all arrived within `timeout` seconds (a client trickling its body)."""
     if request.content_length is not None and request.content_length > limit:
         raise Rejected(413, f"request body over {limit} bytes")
+    if request.content.is_eof():  # all of it came with the headers (a webhook nearly always does): no waiting
+        whole = request.content.read_nowait()
+        if len(whole) > limit:
+            raise Rejected(413, f"request body over {limit} bytes")
+        return whole
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):
