@@ -144,14 +144,9 @@ async def composite(ctx: ApiContext, call: Call, dispatch: Dispatch) -> Outcome:
             elif journal is not None:
                 failed = i
                 break
-        if journal is not None and failed is None:
-            for step, delete in journal.take_deferred():
-                try:
-                    await delete()
-                except ApiError as e:
-                    answers[step] = _answer(subs[step].reference_id, Outcome(e.status, e.body()))
-                    failed = step
-                    break
+        if journal is not None and failed is None and (refused := await journal.run_deferred()) is not None:
+            failed, error = refused
+            answers[failed] = _answer(subs[failed].reference_id, Outcome(error.status, error.body()))
     except BaseException:
         if journal is not None:
             await journal.undo(ctx.db, call.actor, ctx.policy)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
+from casegate.ingest.api.errors import ApiError
 from casegate.rules.access import ADMIN, Actor
 from casegate.store import records
 from casegate.store.database import Database
@@ -45,12 +46,19 @@ class Journal:
         self.changes.append((obj, record_id, dict(before)))
 
     def defer(self, delete: Callable[[], Awaitable[None]]) -> None:
-        """Hold back a delete of the current step until everything else succeeded (`take_deferred`)."""
+        """Hold back a delete of the current step until everything else succeeded (`run_deferred`)."""
         self.deferred.append((self.step, delete))
 
-    def take_deferred(self) -> list[tuple[int, Callable[[], Awaitable[None]]]]:
+    async def run_deferred(self) -> tuple[int, ApiError] | None:
+        """Run the deletes held back, in order, until one fails: None when all were done, else the step
+        whose delete failed and why (the caller answers that step in its own shape and undoes the rest)."""
         deletes, self.deferred = self.deferred, []
-        return deletes
+        for step, delete in deletes:
+            try:
+                await delete()
+            except ApiError as e:
+                return step, e
+        return None
 
     async def undo(self, db: Database, actor: Actor, policy: RecordPolicy) -> None:
         """Reverse every create and update, newest first; the deletes held back are dropped."""

@@ -117,14 +117,9 @@ async def _each(ctx: ApiContext, call: Call, items: Sequence[Any], all_or_none: 
                 if journal is not None:
                     failed = i
                     break
-        if journal is not None and failed is None:
-            for step, delete in journal.take_deferred():
-                try:
-                    await delete()
-                except ApiError as e:
-                    answers[step] = {"success": False, "errors": [e.collection_error()]}
-                    failed = step
-                    break
+        if journal is not None and failed is None and (refused := await journal.run_deferred()) is not None:
+            failed, error = refused
+            answers[failed] = {"success": False, "errors": [error.collection_error()]}
     except BaseException:
         if journal is not None:
             await journal.undo(ctx.db, call.actor, ctx.policy)
